@@ -1,0 +1,1 @@
+//! Semtech UDP packet-forwarder protocol (GWMP v1/v2): codec and backend task.

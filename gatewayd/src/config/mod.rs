@@ -1,0 +1,517 @@
+//! Configuration: the TOML file is parsed into raw values ([`raw`]), validated, and built into
+//! the runtime [`Config`]. Every error names the file and the key.
+
+// Raw fields mirror the keys documented in the example config.
+#[allow(missing_docs)]
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drivers::radio::Eui64;
+
+/// The default config file path.
+pub const DEFAULT_PATH: &str = "/etc/gatewayd/gatewayd.toml";
+
+/// Region names gatewayd knows (see `shared/reference/regions.toml`).
+pub const REGIONS: &[&str] = &[
+    "EU868", "US915", "AU915", "AS923-1", "AS923-2", "AS923-3", "AS923-4", "IN865", "KR920",
+    "CN470", "RU864", "EU433",
+];
+
+/// A config error: what is wrong, in which file, at which key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the config file: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a value has the wrong type or an unknown key.
+    #[error("{file}:{line}:{column}: key `{key}`: {message}")]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line of the offending text (0 when unknown).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("{file}: key `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (for messages and reloads).
+    pub source: PathBuf,
+    /// `[gateway]`
+    pub gateway: GatewayConfig,
+    /// `[radio]`
+    pub radio: RadioConfig,
+    /// `[mqtt]`
+    pub mqtt: MqttConfig,
+    /// `[outbox]`
+    pub outbox: OutboxConfig,
+    /// `[uplink]`
+    pub uplink: UplinkConfig,
+    /// `[log] level`
+    pub log_level: log::LevelFilter,
+}
+
+/// A fixed location.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    /// Degrees, + = north.
+    pub latitude: f64,
+    /// Degrees, + = east.
+    pub longitude: f64,
+    /// Metres above sea level.
+    pub altitude: f64,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Gateway id; `None` to take the EUI the radio announces.
+    pub id: Option<Eui64>,
+    /// Region name, one of [`REGIONS`].
+    pub region: String,
+    /// Directory for the outbox database and other state.
+    pub state_dir: PathBuf,
+    /// How often gateway stats are published.
+    pub stats_interval: Duration,
+    /// Fixed location, used when there is no GPS fix.
+    pub location: Option<Location>,
+}
+
+/// `[radio]`: which backend and its settings.
+#[derive(Debug, Clone)]
+pub enum RadioConfig {
+    /// A concentrator's packet forwarder over Semtech UDP.
+    SemtechUdp(SemtechUdpConfig),
+}
+
+/// `[radio.semtech_udp]`
+#[derive(Debug, Clone)]
+pub struct SemtechUdpConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+}
+
+/// MQTT transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttScheme {
+    /// Plain TCP.
+    Tcp,
+    /// TLS.
+    Ssl,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// TCP or TLS.
+    pub scheme: MqttScheme,
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Topic prefix, e.g. `eu868`.
+    pub topic_prefix: String,
+    /// Publish the protobuf JSON mapping instead of binary protobuf.
+    pub json: bool,
+    /// QoS for events: 0 or 1.
+    pub qos: u8,
+    /// Client id; `None` for `gatewayd-{gateway id}`.
+    pub client_id: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// CA certificate (PEM) for TLS.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Publishes awaiting PUBACK at most.
+    pub inflight: u16,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Database file.
+    pub path: PathBuf,
+    /// Bound on stored bytes (topics + payloads).
+    pub max_bytes: u64,
+    /// Uplinks older than this are dropped unsent (`None`: never).
+    pub uplink_expiry: Option<Duration>,
+    /// Stats older than this are dropped unsent (`None`: never).
+    pub stats_expiry: Option<Duration>,
+    /// Longest time a write waits to be grouped with others before commit.
+    pub commit_delay: Duration,
+}
+
+/// A prefix filter over a 32- or 64-bit identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// The prefix value, left-aligned in the identifier.
+    pub value: u64,
+    /// Number of significant leading bits.
+    pub bits: u8,
+    /// Width of the identifier in bits (32 for DevAddr, 64 for JoinEUI).
+    pub width: u8,
+}
+
+impl Prefix {
+    /// Whether `id` starts with this prefix.
+    pub fn matches(&self, id: u64) -> bool {
+        if self.bits == 0 {
+            return true;
+        }
+        let shift = u32::from(self.width - self.bits);
+        (id >> shift) == (self.value >> shift)
+    }
+}
+
+/// `[uplink]`
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    /// Forward frames with a correct CRC.
+    pub forward_crc_ok: bool,
+    /// Forward frames with a wrong CRC.
+    pub forward_crc_invalid: bool,
+    /// Forward frames without CRC.
+    pub forward_crc_missing: bool,
+    /// Same payload heard again within this window is a duplicate.
+    pub dedup_window: Duration,
+    /// Forward data frames only from these DevAddr prefixes (empty: all).
+    pub dev_addr_prefixes: Vec<Prefix>,
+    /// Forward join requests only for these JoinEUI prefixes (empty: all).
+    pub join_eui_prefixes: Vec<Prefix>,
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parse and validate config text; `file` is used in messages and for relative paths.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, file)?;
+        build(raw, file)
+    }
+}
+
+fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.message().to_string();
+        let (line, column) = inner
+            .span()
+            .map(|span| line_col(text, span.start))
+            .unwrap_or((0, 0));
+        // serde_path_to_error already ends the path with an unknown key's name.
+        let key = match unknown_field(&message) {
+            Some(field) if path == "." || path.is_empty() => field.to_string(),
+            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+            None if path == "." => "(top level)".to_string(),
+            _ => path,
+        };
+        ConfigError::Parse { file: file.to_path_buf(), line, column, key, message }
+    })
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+struct Builder<'a> {
+    file: &'a Path,
+}
+
+impl Builder<'_> {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, key: &str, value: &str) -> Result<PathBuf, ConfigError> {
+        if value.is_empty() {
+            return Err(self.invalid(key, "must not be empty"));
+        }
+        let p = PathBuf::from(value);
+        Ok(if p.is_relative() {
+            self.file.parent().unwrap_or(Path::new(".")).join(p)
+        } else {
+            p
+        })
+    }
+
+    fn opt_path(&self, key: &str, value: &Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+        value.as_deref().map(|v| self.path(key, v)).transpose()
+    }
+
+    fn prefixes(&self, key: &str, values: &[String], width: u8) -> Result<Vec<Prefix>, ConfigError> {
+        values
+            .iter()
+            .map(|v| {
+                parse_prefix(v, width)
+                    .map_err(|m| self.invalid(key, format!("{v:?}: {m}")))
+            })
+            .collect()
+    }
+}
+
+/// Parse `"26000000/7"` (hex value, prefix length in bits) for an identifier of `width` bits.
+pub fn parse_prefix(text: &str, width: u8) -> Result<Prefix, String> {
+    let (hex, bits) = text
+        .split_once('/')
+        .ok_or_else(|| "expected HEX/BITS, e.g. \"26000000/7\"".to_string())?;
+    let digits = usize::from(width / 4);
+    if hex.len() != digits {
+        return Err(format!("the value must be {digits} hex digits"));
+    }
+    let value = u64::from_str_radix(hex, 16).map_err(|_| "the value is not hexadecimal".to_string())?;
+    let bits: u8 = bits.parse().map_err(|_| "the length is not a number".to_string())?;
+    if bits > width {
+        return Err(format!("the length must be 0..={width}"));
+    }
+    Ok(Prefix { value, bits, width })
+}
+
+fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
+    let b = Builder { file };
+
+    let g = &raw.gateway;
+    let id = g
+        .id
+        .as_deref()
+        .map(|s| s.parse::<Eui64>().map_err(|m| b.invalid("gateway.id", m)))
+        .transpose()?;
+    if !REGIONS.contains(&g.region.as_str()) {
+        return Err(b.invalid(
+            "gateway.region",
+            format!("unknown region {:?}; one of {}", g.region, REGIONS.join(", ")),
+        ));
+    }
+    if g.stats_interval_secs == 0 {
+        return Err(b.invalid("gateway.stats_interval_secs", "must be at least 1"));
+    }
+    let location = match &g.location {
+        None => None,
+        Some(l) => {
+            if !(-90.0..=90.0).contains(&l.latitude) {
+                return Err(b.invalid("gateway.location.latitude", "must be within -90..=90"));
+            }
+            if !(-180.0..=180.0).contains(&l.longitude) {
+                return Err(b.invalid("gateway.location.longitude", "must be within -180..=180"));
+            }
+            Some(Location { latitude: l.latitude, longitude: l.longitude, altitude: l.altitude })
+        }
+    };
+    let state_dir = b.path("gateway.state_dir", &g.state_dir)?;
+    let gateway = GatewayConfig {
+        id,
+        region: g.region.clone(),
+        state_dir: state_dir.clone(),
+        stats_interval: Duration::from_secs(g.stats_interval_secs),
+        location,
+    };
+
+    let radio = match raw.radio.kind.as_str() {
+        "semtech_udp" => {
+            let bind = raw.radio.semtech_udp.bind.parse::<SocketAddr>().map_err(|_| {
+                b.invalid(
+                    "radio.semtech_udp.bind",
+                    format!("{:?} is not an IP:port address", raw.radio.semtech_udp.bind),
+                )
+            })?;
+            RadioConfig::SemtechUdp(SemtechUdpConfig { bind })
+        }
+        other => {
+            return Err(b.invalid(
+                "radio.kind",
+                format!("unknown radio kind {other:?}; supported: \"semtech_udp\""),
+            ))
+        }
+    };
+
+    let mqtt = build_mqtt(&b, &raw.mqtt)?;
+
+    let o = &raw.outbox;
+    if o.max_bytes < 1024 * 1024 {
+        return Err(b.invalid("outbox.max_bytes", "must be at least 1048576 (1 MiB)"));
+    }
+    if o.commit_delay_ms > 1000 {
+        return Err(b.invalid("outbox.commit_delay_ms", "must be at most 1000"));
+    }
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    let outbox = OutboxConfig {
+        path: state_dir.join("outbox.sqlite"),
+        max_bytes: o.max_bytes,
+        uplink_expiry: secs(o.uplink_expiry_secs),
+        stats_expiry: secs(o.stats_expiry_secs),
+        commit_delay: Duration::from_millis(o.commit_delay_ms),
+    };
+
+    let u = &raw.uplink;
+    if u.dedup_window_ms > 60_000 {
+        return Err(b.invalid("uplink.dedup_window_ms", "must be at most 60000"));
+    }
+    let uplink = UplinkConfig {
+        forward_crc_ok: u.forward_crc_ok,
+        forward_crc_invalid: u.forward_crc_invalid,
+        forward_crc_missing: u.forward_crc_missing,
+        dedup_window: Duration::from_millis(u.dedup_window_ms),
+        dev_addr_prefixes: b.prefixes("uplink.dev_addr_prefixes", &u.dev_addr_prefixes, 32)?,
+        join_eui_prefixes: b.prefixes("uplink.join_eui_prefixes", &u.join_eui_prefixes, 64)?,
+    };
+
+    let log_level = raw.log.level.parse::<log::LevelFilter>().map_err(|_| {
+        b.invalid(
+            "log.level",
+            format!("{:?} is not one of off, error, warn, info, debug, trace", raw.log.level),
+        )
+    })?;
+
+    Ok(Config { source: file.to_path_buf(), gateway, radio, mqtt, outbox, uplink, log_level })
+}
+
+fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigError> {
+    let (scheme, rest) = if let Some(rest) = m.server.strip_prefix("tcp://") {
+        (MqttScheme::Tcp, rest)
+    } else if let Some(rest) = m.server.strip_prefix("ssl://") {
+        (MqttScheme::Ssl, rest)
+    } else {
+        return Err(b.invalid(
+            "mqtt.server",
+            format!("{:?}: expected tcp://HOST:PORT or ssl://HOST:PORT", m.server),
+        ));
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => {
+            let port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| b.invalid("mqtt.server", format!("{p:?} is not a port")))?;
+            (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
+        }
+        _ if !rest.is_empty() && !rest.contains(':') => {
+            (rest.to_string(), if scheme == MqttScheme::Tcp { 1883 } else { 8883 })
+        }
+        _ => return Err(b.invalid("mqtt.server", format!("{:?}: no host", m.server))),
+    };
+    if m.topic_prefix.is_empty()
+        || m.topic_prefix.contains(['#', '+'])
+        || m.topic_prefix.starts_with('/')
+        || m.topic_prefix.ends_with('/')
+    {
+        return Err(b.invalid(
+            "mqtt.topic_prefix",
+            format!("{:?}: must be non-empty, without wildcards or leading/trailing '/'", m.topic_prefix),
+        ));
+    }
+    if m.qos > 1 {
+        return Err(b.invalid("mqtt.qos", "must be 0 or 1"));
+    }
+    if m.keep_alive_secs < 5 || m.keep_alive_secs > 3600 {
+        return Err(b.invalid("mqtt.keep_alive_secs", "must be within 5..=3600"));
+    }
+    if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
+        return Err(b.invalid(
+            "mqtt.reconnect_min_ms",
+            "must be at least 1 and not above mqtt.reconnect_max_ms",
+        ));
+    }
+    if m.inflight == 0 {
+        return Err(b.invalid("mqtt.inflight", "must be at least 1"));
+    }
+    if m.tls_cert.is_some() != m.tls_key.is_some() {
+        return Err(b.invalid(
+            if m.tls_cert.is_some() { "mqtt.tls_key" } else { "mqtt.tls_cert" },
+            "mqtt.tls_cert and mqtt.tls_key go together",
+        ));
+    }
+    if scheme == MqttScheme::Tcp && (m.ca_cert.is_some() || m.tls_cert.is_some()) {
+        return Err(b.invalid("mqtt.server", "TLS files are set but the server is tcp://; use ssl://"));
+    }
+    if let Some(id) = &m.client_id {
+        if id.is_empty() || id.len() > 128 {
+            return Err(b.invalid("mqtt.client_id", "must be 1..=128 characters"));
+        }
+    }
+    let ca_cert = b.opt_path("mqtt.ca_cert", &m.ca_cert)?;
+    let tls_cert = b.opt_path("mqtt.tls_cert", &m.tls_cert)?;
+    let tls_key = b.opt_path("mqtt.tls_key", &m.tls_key)?;
+    for (key, p) in [("mqtt.ca_cert", &ca_cert), ("mqtt.tls_cert", &tls_cert), ("mqtt.tls_key", &tls_key)] {
+        if let Some(p) = p {
+            if !p.is_file() {
+                return Err(b.invalid(key, format!("{} does not exist or is not a file", p.display())));
+            }
+        }
+    }
+    Ok(MqttConfig {
+        scheme,
+        host,
+        port,
+        topic_prefix: m.topic_prefix.clone(),
+        json: m.json,
+        qos: m.qos,
+        client_id: m.client_id.clone(),
+        username: m.username.clone(),
+        password: m.password.clone(),
+        ca_cert,
+        tls_cert,
+        tls_key,
+        keep_alive: Duration::from_secs(m.keep_alive_secs),
+        reconnect_min: Duration::from_millis(m.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(m.reconnect_max_ms),
+        inflight: m.inflight,
+    })
+}
+
+#[cfg(test)]
+mod tests;

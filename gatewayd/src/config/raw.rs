@@ -1,0 +1,175 @@
+//! The config file as written: plain serde structs with defaults, no validation yet.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub gateway: RawGateway,
+    pub radio: RawRadio,
+    pub mqtt: RawMqtt,
+    pub outbox: RawOutbox,
+    pub uplink: RawUplink,
+    pub log: RawLog,
+}
+
+/// `[gateway]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGateway {
+    pub id: Option<String>,
+    pub region: String,
+    pub state_dir: String,
+    pub stats_interval_secs: u64,
+    pub location: Option<RawLocation>,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        RawGateway {
+            id: None,
+            region: "EU868".into(),
+            state_dir: "/var/lib/gatewayd".into(),
+            stats_interval_secs: 30,
+            location: None,
+        }
+    }
+}
+
+/// `[gateway.location]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[serde(default)]
+    pub altitude: f64,
+}
+
+/// `[radio]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRadio {
+    pub kind: String,
+    pub semtech_udp: RawSemtechUdp,
+}
+
+impl Default for RawRadio {
+    fn default() -> Self {
+        RawRadio { kind: "semtech_udp".into(), semtech_udp: RawSemtechUdp::default() }
+    }
+}
+
+/// `[radio.semtech_udp]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSemtechUdp {
+    pub bind: String,
+}
+
+impl Default for RawSemtechUdp {
+    fn default() -> Self {
+        RawSemtechUdp { bind: "127.0.0.1:1680".into() }
+    }
+}
+
+/// `[mqtt]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMqtt {
+    pub server: String,
+    pub topic_prefix: String,
+    pub json: bool,
+    pub qos: u8,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_cert: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub keep_alive_secs: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    pub inflight: u16,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        RawMqtt {
+            server: "tcp://127.0.0.1:1883".into(),
+            topic_prefix: "eu868".into(),
+            json: false,
+            qos: 1,
+            client_id: None,
+            username: None,
+            password: None,
+            ca_cert: None,
+            tls_cert: None,
+            tls_key: None,
+            keep_alive_secs: 30,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 60_000,
+            inflight: 512,
+        }
+    }
+}
+
+/// `[outbox]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOutbox {
+    pub max_bytes: u64,
+    pub uplink_expiry_secs: u64,
+    pub stats_expiry_secs: u64,
+    pub commit_delay_ms: u64,
+}
+
+impl Default for RawOutbox {
+    fn default() -> Self {
+        RawOutbox {
+            max_bytes: 256 * 1024 * 1024,
+            uplink_expiry_secs: 0,
+            stats_expiry_secs: 3600,
+            commit_delay_ms: 2,
+        }
+    }
+}
+
+/// `[uplink]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUplink {
+    pub forward_crc_ok: bool,
+    pub forward_crc_invalid: bool,
+    pub forward_crc_missing: bool,
+    pub dedup_window_ms: u64,
+    pub dev_addr_prefixes: Vec<String>,
+    pub join_eui_prefixes: Vec<String>,
+}
+
+impl Default for RawUplink {
+    fn default() -> Self {
+        RawUplink {
+            forward_crc_ok: true,
+            forward_crc_invalid: false,
+            forward_crc_missing: false,
+            dedup_window_ms: 200,
+            dev_addr_prefixes: Vec::new(),
+            join_eui_prefixes: Vec::new(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { level: "info".into() }
+    }
+}

@@ -1,0 +1,125 @@
+//! Tests for config parsing and validation: every error names the file and the key.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("/etc/gatewayd/test.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("config should be rejected").to_string()
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = parse("").unwrap();
+    assert_eq!(c.gateway.region, "EU868");
+    assert!(c.gateway.id.is_none());
+    assert_eq!(c.mqtt.port, 1883);
+    assert_eq!(c.mqtt.topic_prefix, "eu868");
+    assert!(matches!(c.radio, RadioConfig::SemtechUdp(ref u) if u.bind.port() == 1680));
+    assert_eq!(c.outbox.path, PathBuf::from("/var/lib/gatewayd/outbox.sqlite"));
+    assert!(c.uplink.forward_crc_ok && !c.uplink.forward_crc_invalid);
+}
+
+#[test]
+fn issue_example_parses() {
+    let c = parse(
+        r#"
+[gateway]
+id = "0102030405060708"
+region = "EU868"
+state_dir = "/var/lib/gatewayd"
+[radio]
+kind = "semtech_udp"
+[radio.semtech_udp]
+bind = "127.0.0.1:1680"
+[mqtt]
+server = "tcp://127.0.0.1:1883"
+topic_prefix = "eu868"
+json = false
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.gateway.id.unwrap().to_string(), "0102030405060708");
+}
+
+#[test]
+fn unknown_key_names_key_file_and_line() {
+    let e = err("[mqtt]\nserver = \"tcp://127.0.0.1:1883\"\nsever = 1\n");
+    assert!(e.contains("/etc/gatewayd/test.toml"), "{e}");
+    assert!(e.contains("key `mqtt.sever`"), "{e}");
+    assert!(e.contains(":3:"), "line 3 expected: {e}");
+}
+
+#[test]
+fn unknown_table_is_rejected() {
+    let e = err("[mqqt]\nserver = \"x\"\n");
+    assert!(e.contains("key `mqqt`"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_key() {
+    let e = err("[mqtt]\njson = \"yes\"\n");
+    assert!(e.contains("key `mqtt.json`"), "{e}");
+}
+
+#[test]
+fn syntax_error_names_file() {
+    let e = err("[mqtt\n");
+    assert!(e.contains("/etc/gatewayd/test.toml:1:"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases = [
+        ("[gateway]\nid = \"0102\"", "gateway.id"),
+        ("[gateway]\nregion = \"EU999\"", "gateway.region"),
+        ("[gateway]\nstats_interval_secs = 0", "gateway.stats_interval_secs"),
+        ("[gateway.location]\nlatitude = 91.0\nlongitude = 0.0", "gateway.location.latitude"),
+        ("[radio]\nkind = \"sx9999\"", "radio.kind"),
+        ("[radio.semtech_udp]\nbind = \"localhost\"", "radio.semtech_udp.bind"),
+        ("[mqtt]\nserver = \"http://x:1\"", "mqtt.server"),
+        ("[mqtt]\nserver = \"tcp://x:99999\"", "mqtt.server"),
+        ("[mqtt]\ntopic_prefix = \"eu/#\"", "mqtt.topic_prefix"),
+        ("[mqtt]\nqos = 2", "mqtt.qos"),
+        ("[mqtt]\ninflight = 0", "mqtt.inflight"),
+        ("[mqtt]\nserver = \"ssl://x:8883\"\ntls_cert = \"/nonexistent.pem\"", "mqtt.tls_key"),
+        ("[mqtt]\nserver = \"ssl://x:8883\"\nca_cert = \"/nonexistent.pem\"", "mqtt.ca_cert"),
+        ("[mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 100", "mqtt.reconnect_min_ms"),
+        ("[outbox]\nmax_bytes = 10", "outbox.max_bytes"),
+        ("[uplink]\ndev_addr_prefixes = [\"26/7\"]", "uplink.dev_addr_prefixes"),
+        ("[uplink]\njoin_eui_prefixes = [\"0000000000000000/65\"]", "uplink.join_eui_prefixes"),
+        ("[log]\nlevel = \"loud\"", "log.level"),
+    ];
+    for (text, key) in cases {
+        let e = err(text);
+        assert!(e.contains(&format!("key `{key}`")), "{text:?} -> {e}");
+        assert!(e.contains("test.toml"), "{e}");
+    }
+}
+
+#[test]
+fn missing_file_is_named() {
+    let e = Config::load(Path::new("/nonexistent/gatewayd.toml")).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/gatewayd.toml"), "{e}");
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_file() {
+    let c = parse("[gateway]\nstate_dir = \"state\"").unwrap();
+    assert_eq!(c.gateway.state_dir, PathBuf::from("/etc/gatewayd/state"));
+}
+
+#[test]
+fn prefixes_match() {
+    let p = parse_prefix("26000000/7", 32).unwrap();
+    assert!(p.matches(0x2601_2345));
+    assert!(p.matches(0x27ff_ffff));
+    assert!(!p.matches(0x2801_2345));
+    let all = parse_prefix("00000000/0", 32).unwrap();
+    assert!(all.matches(0xffff_ffff));
+    let j = parse_prefix("70b3d50000000000/24", 64).unwrap();
+    assert!(j.matches(0x70b3_d5ff_0000_0001));
+    assert!(!j.matches(0x70b3_d600_0000_0001));
+}

@@ -1,0 +1,20 @@
+//! gatewayd: the operating service of a LoRa hotspot.
+//!
+//! Data flows one way for uplinks, each step owned by one task:
+//! radio backend (`drivers`) → [`pipeline`] (CRC policy, LoRaWAN header parsing, filters,
+//! de-duplication, encoding as ChirpStack `gw` messages by [`chirpstack`]) → [`outbox`]
+//! (SQLite, group commit, priorities, expiry, bound) → [`mqtt`] link (QoS 1, delete on
+//! PUBACK) → broker.
+//!
+//! - [`config`]: the TOML file, validated into runtime values.
+//! - [`lorawan`]: pure LoRaWAN header codec.
+//! - [`daemon`]: wires the tasks together and shuts them down in order.
+#![warn(missing_docs)]
+
+pub mod chirpstack;
+pub mod config;
+pub mod daemon;
+pub mod lorawan;
+pub mod mqtt;
+pub mod outbox;
+pub mod pipeline;

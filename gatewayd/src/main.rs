@@ -1,0 +1,2 @@
+//! The `gatewayd` binary.
+fn main() {}
