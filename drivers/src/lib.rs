@@ -10,5 +10,6 @@
 //! live beside these, each in its own module.
 #![warn(missing_docs)]
 
+pub mod airtime;
 pub mod radio;
 pub mod semtech_udp;
