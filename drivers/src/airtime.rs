@@ -23,7 +23,12 @@ pub struct FrameShape {
 impl FrameShape {
     /// A LoRaWAN frame: preamble 8, explicit header.
     pub fn lorawan(payload_len: usize, crc: bool) -> FrameShape {
-        FrameShape { payload_len, preamble: 8, crc, implicit_header: false }
+        FrameShape {
+            payload_len,
+            preamble: 8,
+            crc,
+            implicit_header: false,
+        }
     }
 }
 
@@ -39,7 +44,9 @@ fn cr_index(cr: Option<CodeRate>) -> u32 {
 /// Time on air in microseconds (exact to the nanosecond-rounded microsecond).
 pub fn time_on_air_us(modulation: &Modulation, frame: &FrameShape) -> u64 {
     match *modulation {
-        Modulation::Lora { sf, bw_hz, cr } => lora_toa_ns(sf, bw_hz, cr_index(cr), frame).div_ceil(1000),
+        Modulation::Lora { sf, bw_hz, cr } => {
+            lora_toa_ns(sf, bw_hz, cr_index(cr), frame).div_ceil(1000)
+        }
         Modulation::Fsk { bitrate } => {
             // preamble 5 B + sync 3 B + length 1 B + payload + CRC 2 B
             let bits = (5 + 3 + 1 + frame.payload_len as u64 + 2) * 8;
@@ -82,7 +89,10 @@ fn lora_toa_ns(sf: u8, bw_hz: u32, cr: u32, f: &FrameShape) -> u64 {
         let num = 8 * pl - 4 * i64::from(sf) + 28 + 16 * crc - 20 * ih;
         let den = 4 * (i64::from(sf) - 2 * de);
         let ceil = if num > 0 { (num + den - 1) / den } else { 0 };
-        ((u64::from(f.preamble) * 4) + 17 + 32, ceil as u64 * u64::from(cr + 4))
+        (
+            (u64::from(f.preamble) * 4) + 17 + 32,
+            ceil as u64 * u64::from(cr + 4),
+        )
     };
     t_sym_ns(quarters + payload_syms * 4)
 }
@@ -92,7 +102,11 @@ mod tests {
     use super::*;
 
     fn lora(sf: u8, bw: u32) -> Modulation {
-        Modulation::Lora { sf, bw_hz: bw, cr: Some(CodeRate::Cr45) }
+        Modulation::Lora {
+            sf,
+            bw_hz: bw,
+            cr: Some(CodeRate::Cr45),
+        }
     }
 
     fn us(sf: u8, bw: u32, pl: usize, crc: bool) -> u64 {
@@ -133,12 +147,23 @@ mod tests {
         }
         assert_eq!(us(7, 250_000, 10, true), 20_608);
         assert_eq!(us(7, 500_000, 10, true), 10_304);
-        for (cr, want) in [(CodeRate::Cr46, 45_312), (CodeRate::Cr47, 49_408), (CodeRate::Cr48, 53_504)] {
-            let m = Modulation::Lora { sf: 7, bw_hz: 125_000, cr: Some(cr) };
+        for (cr, want) in [
+            (CodeRate::Cr46, 45_312),
+            (CodeRate::Cr47, 49_408),
+            (CodeRate::Cr48, 53_504),
+        ] {
+            let m = Modulation::Lora {
+                sf: 7,
+                bw_hz: 125_000,
+                cr: Some(cr),
+            };
             assert_eq!(time_on_air_us(&m, &FrameShape::lorawan(10, true)), want);
         }
         let fsk = Modulation::Fsk { bitrate: 50_000 };
-        assert_eq!(time_on_air_us(&fsk, &FrameShape::lorawan(200, true)), 33_760);
+        assert_eq!(
+            time_on_air_us(&fsk, &FrameShape::lorawan(200, true)),
+            33_760
+        );
         assert_eq!(time_on_air_us(&fsk, &FrameShape::lorawan(20, true)), 4_960);
     }
 

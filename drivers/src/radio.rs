@@ -349,7 +349,11 @@ impl RadioControl {
     }
 
     /// Ask the backend to transmit; resolves with the backend's answer.
-    pub async fn transmit(&self, request: TxRequest, timeout: Duration) -> Result<TxStatus, RadioError> {
+    pub async fn transmit(
+        &self,
+        request: TxRequest,
+        timeout: Duration,
+    ) -> Result<TxStatus, RadioError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(TxCommand { request, reply })
@@ -410,7 +414,11 @@ mod tests {
         let req = TxRequest {
             freq_hz: 868_100_000,
             power_dbm: 14,
-            modulation: Modulation::Lora { sf: 7, bw_hz: 125_000, cr: Some(CodeRate::Cr45) },
+            modulation: Modulation::Lora {
+                sf: 7,
+                bw_hz: 125_000,
+                cr: Some(CodeRate::Cr45),
+            },
             invert_iq: true,
             preamble: None,
             crc: false,

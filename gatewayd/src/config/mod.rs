@@ -219,8 +219,10 @@ pub struct UplinkConfig {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
         Config::from_toml(&text, path)
     }
 
@@ -248,7 +250,13 @@ fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
             None if path == "." => "(top level)".to_string(),
             _ => path,
         };
-        ConfigError::Parse { file: file.to_path_buf(), line, column, key, message }
+        ConfigError::Parse {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
     })
 }
 
@@ -293,13 +301,15 @@ impl Builder<'_> {
         value.as_deref().map(|v| self.path(key, v)).transpose()
     }
 
-    fn prefixes(&self, key: &str, values: &[String], width: u8) -> Result<Vec<Prefix>, ConfigError> {
+    fn prefixes(
+        &self,
+        key: &str,
+        values: &[String],
+        width: u8,
+    ) -> Result<Vec<Prefix>, ConfigError> {
         values
             .iter()
-            .map(|v| {
-                parse_prefix(v, width)
-                    .map_err(|m| self.invalid(key, format!("{v:?}: {m}")))
-            })
+            .map(|v| parse_prefix(v, width).map_err(|m| self.invalid(key, format!("{v:?}: {m}"))))
             .collect()
     }
 }
@@ -313,8 +323,11 @@ pub fn parse_prefix(text: &str, width: u8) -> Result<Prefix, String> {
     if hex.len() != digits {
         return Err(format!("the value must be {digits} hex digits"));
     }
-    let value = u64::from_str_radix(hex, 16).map_err(|_| "the value is not hexadecimal".to_string())?;
-    let bits: u8 = bits.parse().map_err(|_| "the length is not a number".to_string())?;
+    let value =
+        u64::from_str_radix(hex, 16).map_err(|_| "the value is not hexadecimal".to_string())?;
+    let bits: u8 = bits
+        .parse()
+        .map_err(|_| "the length is not a number".to_string())?;
     if bits > width {
         return Err(format!("the length must be 0..={width}"));
     }
@@ -325,15 +338,18 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let b = Builder { file };
 
     let g = &raw.gateway;
-    let id = g
-        .id
-        .as_deref()
-        .map(|s| s.parse::<Eui64>().map_err(|m| b.invalid("gateway.id", m)))
-        .transpose()?;
+    let id =
+        g.id.as_deref()
+            .map(|s| s.parse::<Eui64>().map_err(|m| b.invalid("gateway.id", m)))
+            .transpose()?;
     if !REGIONS.contains(&g.region.as_str()) {
         return Err(b.invalid(
             "gateway.region",
-            format!("unknown region {:?}; one of {}", g.region, REGIONS.join(", ")),
+            format!(
+                "unknown region {:?}; one of {}",
+                g.region,
+                REGIONS.join(", ")
+            ),
         ));
     }
     if g.stats_interval_secs == 0 {
@@ -348,7 +364,11 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
             if !(-180.0..=180.0).contains(&l.longitude) {
                 return Err(b.invalid("gateway.location.longitude", "must be within -180..=180"));
             }
-            Some(Location { latitude: l.latitude, longitude: l.longitude, altitude: l.altitude })
+            Some(Location {
+                latitude: l.latitude,
+                longitude: l.longitude,
+                altitude: l.altitude,
+            })
         }
     };
     let state_dir = b.path("gateway.state_dir", &g.state_dir)?;
@@ -362,12 +382,17 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
 
     let radio = match raw.radio.kind.as_str() {
         "semtech_udp" => {
-            let bind = raw.radio.semtech_udp.bind.parse::<SocketAddr>().map_err(|_| {
-                b.invalid(
-                    "radio.semtech_udp.bind",
-                    format!("{:?} is not an IP:port address", raw.radio.semtech_udp.bind),
-                )
-            })?;
+            let bind = raw
+                .radio
+                .semtech_udp
+                .bind
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    b.invalid(
+                        "radio.semtech_udp.bind",
+                        format!("{:?} is not an IP:port address", raw.radio.semtech_udp.bind),
+                    )
+                })?;
             RadioConfig::SemtechUdp(SemtechUdpConfig { bind })
         }
         other => {
@@ -412,11 +437,22 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
     let log_level = raw.log.level.parse::<log::LevelFilter>().map_err(|_| {
         b.invalid(
             "log.level",
-            format!("{:?} is not one of off, error, warn, info, debug, trace", raw.log.level),
+            format!(
+                "{:?} is not one of off, error, warn, info, debug, trace",
+                raw.log.level
+            ),
         )
     })?;
 
-    Ok(Config { source: file.to_path_buf(), gateway, radio, mqtt, outbox, uplink, log_level })
+    Ok(Config {
+        source: file.to_path_buf(),
+        gateway,
+        radio,
+        mqtt,
+        outbox,
+        uplink,
+        log_level,
+    })
 }
 
 fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigError> {
@@ -427,7 +463,10 @@ fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigErr
     } else {
         return Err(b.invalid(
             "mqtt.server",
-            format!("{:?}: expected tcp://HOST:PORT or ssl://HOST:PORT", m.server),
+            format!(
+                "{:?}: expected tcp://HOST:PORT or ssl://HOST:PORT",
+                m.server
+            ),
         ));
     };
     let (host, port) = match rest.rsplit_once(':') {
@@ -437,11 +476,19 @@ fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigErr
                 .ok()
                 .filter(|p| *p != 0)
                 .ok_or_else(|| b.invalid("mqtt.server", format!("{p:?} is not a port")))?;
-            (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
+            (
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                port,
+            )
         }
-        _ if !rest.is_empty() && !rest.contains(':') => {
-            (rest.to_string(), if scheme == MqttScheme::Tcp { 1883 } else { 8883 })
-        }
+        _ if !rest.is_empty() && !rest.contains(':') => (
+            rest.to_string(),
+            if scheme == MqttScheme::Tcp {
+                1883
+            } else {
+                8883
+            },
+        ),
         _ => return Err(b.invalid("mqtt.server", format!("{:?}: no host", m.server))),
     };
     if m.topic_prefix.is_empty()
@@ -451,7 +498,10 @@ fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigErr
     {
         return Err(b.invalid(
             "mqtt.topic_prefix",
-            format!("{:?}: must be non-empty, without wildcards or leading/trailing '/'", m.topic_prefix),
+            format!(
+                "{:?}: must be non-empty, without wildcards or leading/trailing '/'",
+                m.topic_prefix
+            ),
         ));
     }
     if m.qos > 1 {
@@ -471,12 +521,19 @@ fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigErr
     }
     if m.tls_cert.is_some() != m.tls_key.is_some() {
         return Err(b.invalid(
-            if m.tls_cert.is_some() { "mqtt.tls_key" } else { "mqtt.tls_cert" },
+            if m.tls_cert.is_some() {
+                "mqtt.tls_key"
+            } else {
+                "mqtt.tls_cert"
+            },
             "mqtt.tls_cert and mqtt.tls_key go together",
         ));
     }
     if scheme == MqttScheme::Tcp && (m.ca_cert.is_some() || m.tls_cert.is_some()) {
-        return Err(b.invalid("mqtt.server", "TLS files are set but the server is tcp://; use ssl://"));
+        return Err(b.invalid(
+            "mqtt.server",
+            "TLS files are set but the server is tcp://; use ssl://",
+        ));
     }
     if let Some(id) = &m.client_id {
         if id.is_empty() || id.len() > 128 {
@@ -486,10 +543,17 @@ fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig, ConfigErr
     let ca_cert = b.opt_path("mqtt.ca_cert", &m.ca_cert)?;
     let tls_cert = b.opt_path("mqtt.tls_cert", &m.tls_cert)?;
     let tls_key = b.opt_path("mqtt.tls_key", &m.tls_key)?;
-    for (key, p) in [("mqtt.ca_cert", &ca_cert), ("mqtt.tls_cert", &tls_cert), ("mqtt.tls_key", &tls_key)] {
+    for (key, p) in [
+        ("mqtt.ca_cert", &ca_cert),
+        ("mqtt.tls_cert", &tls_cert),
+        ("mqtt.tls_key", &tls_key),
+    ] {
         if let Some(p) = p {
             if !p.is_file() {
-                return Err(b.invalid(key, format!("{} does not exist or is not a file", p.display())));
+                return Err(b.invalid(
+                    key,
+                    format!("{} does not exist or is not a file", p.display()),
+                ));
             }
         }
     }

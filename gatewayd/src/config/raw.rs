@@ -57,7 +57,10 @@ pub struct RawRadio {
 
 impl Default for RawRadio {
     fn default() -> Self {
-        RawRadio { kind: "semtech_udp".into(), semtech_udp: RawSemtechUdp::default() }
+        RawRadio {
+            kind: "semtech_udp".into(),
+            semtech_udp: RawSemtechUdp::default(),
+        }
     }
 }
 
@@ -70,7 +73,9 @@ pub struct RawSemtechUdp {
 
 impl Default for RawSemtechUdp {
     fn default() -> Self {
-        RawSemtechUdp { bind: "127.0.0.1:1680".into() }
+        RawSemtechUdp {
+            bind: "127.0.0.1:1680".into(),
+        }
     }
 }
 
@@ -170,6 +175,8 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { level: "info".into() }
+        RawLog {
+            level: "info".into(),
+        }
     }
 }

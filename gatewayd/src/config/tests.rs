@@ -7,7 +7,9 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 fn err(text: &str) -> String {
-    parse(text).expect_err("config should be rejected").to_string()
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 #[test]
@@ -18,7 +20,10 @@ fn defaults_are_valid() {
     assert_eq!(c.mqtt.port, 1883);
     assert_eq!(c.mqtt.topic_prefix, "eu868");
     assert!(matches!(c.radio, RadioConfig::SemtechUdp(ref u) if u.bind.port() == 1680));
-    assert_eq!(c.outbox.path, PathBuf::from("/var/lib/gatewayd/outbox.sqlite"));
+    assert_eq!(
+        c.outbox.path,
+        PathBuf::from("/var/lib/gatewayd/outbox.sqlite")
+    );
     assert!(c.uplink.forward_crc_ok && !c.uplink.forward_crc_invalid);
 }
 
@@ -75,21 +80,45 @@ fn bad_values_name_their_key() {
     let cases = [
         ("[gateway]\nid = \"0102\"", "gateway.id"),
         ("[gateway]\nregion = \"EU999\"", "gateway.region"),
-        ("[gateway]\nstats_interval_secs = 0", "gateway.stats_interval_secs"),
-        ("[gateway.location]\nlatitude = 91.0\nlongitude = 0.0", "gateway.location.latitude"),
+        (
+            "[gateway]\nstats_interval_secs = 0",
+            "gateway.stats_interval_secs",
+        ),
+        (
+            "[gateway.location]\nlatitude = 91.0\nlongitude = 0.0",
+            "gateway.location.latitude",
+        ),
         ("[radio]\nkind = \"sx9999\"", "radio.kind"),
-        ("[radio.semtech_udp]\nbind = \"localhost\"", "radio.semtech_udp.bind"),
+        (
+            "[radio.semtech_udp]\nbind = \"localhost\"",
+            "radio.semtech_udp.bind",
+        ),
         ("[mqtt]\nserver = \"http://x:1\"", "mqtt.server"),
         ("[mqtt]\nserver = \"tcp://x:99999\"", "mqtt.server"),
         ("[mqtt]\ntopic_prefix = \"eu/#\"", "mqtt.topic_prefix"),
         ("[mqtt]\nqos = 2", "mqtt.qos"),
         ("[mqtt]\ninflight = 0", "mqtt.inflight"),
-        ("[mqtt]\nserver = \"ssl://x:8883\"\ntls_cert = \"/nonexistent.pem\"", "mqtt.tls_key"),
-        ("[mqtt]\nserver = \"ssl://x:8883\"\nca_cert = \"/nonexistent.pem\"", "mqtt.ca_cert"),
-        ("[mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 100", "mqtt.reconnect_min_ms"),
+        (
+            "[mqtt]\nserver = \"ssl://x:8883\"\ntls_cert = \"/nonexistent.pem\"",
+            "mqtt.tls_key",
+        ),
+        (
+            "[mqtt]\nserver = \"ssl://x:8883\"\nca_cert = \"/nonexistent.pem\"",
+            "mqtt.ca_cert",
+        ),
+        (
+            "[mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 100",
+            "mqtt.reconnect_min_ms",
+        ),
         ("[outbox]\nmax_bytes = 10", "outbox.max_bytes"),
-        ("[uplink]\ndev_addr_prefixes = [\"26/7\"]", "uplink.dev_addr_prefixes"),
-        ("[uplink]\njoin_eui_prefixes = [\"0000000000000000/65\"]", "uplink.join_eui_prefixes"),
+        (
+            "[uplink]\ndev_addr_prefixes = [\"26/7\"]",
+            "uplink.dev_addr_prefixes",
+        ),
+        (
+            "[uplink]\njoin_eui_prefixes = [\"0000000000000000/65\"]",
+            "uplink.join_eui_prefixes",
+        ),
         ("[log]\nlevel = \"loud\"", "log.level"),
     ];
     for (text, key) in cases {
@@ -101,7 +130,9 @@ fn bad_values_name_their_key() {
 
 #[test]
 fn missing_file_is_named() {
-    let e = Config::load(Path::new("/nonexistent/gatewayd.toml")).unwrap_err().to_string();
+    let e = Config::load(Path::new("/nonexistent/gatewayd.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/gatewayd.toml"), "{e}");
 }
 
