@@ -55,7 +55,7 @@ pub fn time_on_air_us(modulation: &Modulation, frame: &FrameShape) -> u64 {
         Modulation::LrFhss { .. } => {
             // LR-FHSS is uplink-only in LoRaWAN; approximate by header (3 × 233.472 ms at
             // CR 1/3 worst case) plus 102.4 ms per 48 bits. Used only for statistics.
-            let blocks = (frame.payload_len as u64 * 8 + 6 + 47) / 48;
+            let blocks = (frame.payload_len as u64 * 8 + 6).div_ceil(48);
             3 * 233_472 + blocks * 102_400
         }
     }

@@ -1,0 +1,5 @@
+//! The uplink pipeline: frames from the radio → decision ([`filter`]) → `gw.UplinkFrame`
+//! messages → the outbox; the radio's acknowledgement is released once they are stored.
+
+pub mod dedup;
+pub mod filter;
