@@ -1,1 +1,279 @@
-//! Developer tools for gatewayd (load generator, demo).
+//! Shared pieces of the developer tools: GWMP datagram building, the MQTT-side collector that
+//! decodes `gw.UplinkFrame`s and matches them to what was sent, and result summaries.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use chirpstack_api::gw;
+use chirpstack_api::prost::Message as _;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+/// Parse 16 hex digits.
+pub fn parse_eui(s: &str) -> anyhow::Result<[u8; 8]> {
+    if s.len() != 16 {
+        bail!("an EUI is 16 hex digits, got {s:?}");
+    }
+    let mut out = [0u8; 8];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+            .with_context(|| format!("{s:?} is not hex"))?;
+    }
+    Ok(out)
+}
+
+/// The PHY payload carrying sequence number `seq`: an unconfirmed data uplink whose
+/// FRMPayload is the sequence number (so every frame is unique and none is de-duplicated).
+pub fn frame_for_seq(seq: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(21);
+    p.push(0x40);
+    p.extend_from_slice(&0x2601_1234u32.to_le_bytes());
+    p.push(0);
+    p.extend_from_slice(&((seq & 0xffff) as u16).to_le_bytes());
+    p.push(1);
+    p.extend_from_slice(&seq.to_le_bytes());
+    p.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    p
+}
+
+/// The sequence number of a frame built by [`frame_for_seq`].
+pub fn frame_seq(phy: &[u8]) -> Option<u64> {
+    if phy.len() != 21 || phy[0] != 0x40 {
+        return None;
+    }
+    Some(u64::from_le_bytes(phy[9..17].try_into().ok()?))
+}
+
+/// Build a GWMP v2 PUSH_DATA datagram with one rxpk per sequence number into `buf`.
+pub fn gwmp_push_data(buf: &mut Vec<u8>, token: u16, gateway: [u8; 8], seqs: &[u64]) {
+    buf.clear();
+    buf.push(2);
+    buf.extend_from_slice(&token.to_be_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&gateway);
+    buf.extend_from_slice(b"{\"rxpk\":[");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (i, seq) in seqs.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let data = b64.encode(frame_for_seq(*seq));
+        let tmst = (*seq as u32).wrapping_mul(1000);
+        buf.extend_from_slice(
+            format!(
+                "{{\"tmst\":{tmst},\"chan\":{},\"rfch\":0,\"freq\":868.{:01}00000,\"stat\":1,\"modu\":\"LORA\",\
+                 \"datr\":\"SF7BW125\",\"codr\":\"4/5\",\"rssi\":-{},\"lsnr\":7.5,\"size\":21,\"data\":\"{data}\"}}",
+                seq % 8,
+                1 + 2 * (seq % 3),
+                40 + seq % 60
+            )
+            .as_bytes(),
+        );
+    }
+    buf.extend_from_slice(b"]}");
+}
+
+/// What the collector saw.
+#[derive(Debug, Default, Clone)]
+pub struct Collected {
+    /// Distinct sequence numbers received.
+    pub unique: u64,
+    /// Repeated receptions.
+    pub duplicates: u64,
+    /// (sequence number, ns since the origin) of first receptions.
+    pub arrivals: Vec<(u64, u64)>,
+    /// First reception.
+    pub first_at: Option<Instant>,
+    /// Last reception.
+    pub last_at: Option<Instant>,
+}
+
+/// Subscribes to uplinks and records when each sequence number arrives.
+pub struct Collector {
+    state: Arc<Mutex<(Collected, Vec<bool>)>>,
+    expected: u64,
+    task: tokio::task::JoinHandle<()>,
+    client: AsyncClient,
+}
+
+impl Collector {
+    /// Connect to `host:port`, subscribe to `filter` and start recording.
+    pub async fn start(
+        addr: &str,
+        filter: &str,
+        expected: u64,
+        start_seq: u64,
+        origin: Instant,
+    ) -> anyhow::Result<Collector> {
+        let (host, port) = addr.rsplit_once(':').context("--mqtt is host:port")?;
+        let port: u16 = port.parse().context("--mqtt port")?;
+        let mut opts = MqttOptions::new(format!("gw-load-{}", std::process::id()), host, port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        client.subscribe(filter, QoS::AtMostOnce).await?;
+        let state = Arc::new(Mutex::new((
+            Collected::default(),
+            vec![false; expected as usize],
+        )));
+        // Wait for the SUBACK so nothing published after we return is missed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if Instant::now() > deadline {
+                bail!("no SUBACK from {addr} within 10 s");
+            }
+            match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => bail!("cannot subscribe at {addr}: {e}"),
+                Err(_) => bail!("no answer from {addr}"),
+            }
+        }
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let Ok(up) = gw::UplinkFrame::decode(p.payload.as_ref()) else {
+                            continue;
+                        };
+                        let Some(seq) = frame_seq(&up.phy_payload) else {
+                            continue;
+                        };
+                        let now = Instant::now();
+                        let Ok(mut guard) = st.lock() else { return };
+                        let (c, seen) = &mut *guard;
+                        let Some(idx) = seq.checked_sub(start_seq) else {
+                            continue;
+                        };
+                        match seen.get_mut(idx as usize) {
+                            Some(s) if *s => c.duplicates += 1,
+                            Some(s) => {
+                                *s = true;
+                                c.unique += 1;
+                                c.arrivals
+                                    .push((seq, now.duration_since(origin).as_nanos() as u64));
+                                c.first_at.get_or_insert(now);
+                                c.last_at = Some(now);
+                            }
+                            None => {}
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        Ok(Collector {
+            state,
+            expected,
+            task,
+            client,
+        })
+    }
+
+    /// Wait until every expected uplink arrived, or `timeout` passed without progress.
+    pub async fn wait(self, timeout: Duration) -> Collected {
+        let mut last_count = 0;
+        let mut last_progress = Instant::now();
+        loop {
+            let n = self.state.lock().map(|g| g.0.unique).unwrap_or(0);
+            if n >= self.expected {
+                break;
+            }
+            if n != last_count {
+                last_count = n;
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() > timeout {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let late duplicates show up.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = self.client.disconnect().await;
+        self.task.abort();
+        self.state.lock().map(|g| g.0.clone()).unwrap_or_default()
+    }
+}
+
+/// A human summary of a run.
+pub fn summarize(
+    expected: u64,
+    unique: u64,
+    duplicates: u64,
+    span: Duration,
+    latencies_us: &[u64],
+) -> String {
+    let mut out = format!(
+        "received {unique}/{expected} uplinks ({} lost, {duplicates} duplicates) in {:.2} s: {:.0} uplinks/s\n",
+        expected.saturating_sub(unique),
+        span.as_secs_f64(),
+        unique as f64 / span.as_secs_f64().max(1e-9)
+    );
+    if !latencies_us.is_empty() {
+        let mut l = latencies_us.to_vec();
+        l.sort_unstable();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)] as f64 / 1000.0;
+        out.push_str(&format!(
+            "latency UDP send -> MQTT receive: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+            pct(0.50),
+            pct(0.99),
+            pct(1.0)
+        ));
+    }
+    out
+}
+
+/// (VmHWM, VmRSS) of a process in KiB.
+pub fn read_peak_rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("no process {pid}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmHWM:"), field("VmRSS:")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_their_sequence() {
+        for seq in [0u64, 1, 65_535, 65_536, 1 << 40] {
+            assert_eq!(frame_seq(&frame_for_seq(seq)), Some(seq));
+        }
+        assert_eq!(frame_seq(&[0x40; 5]), None);
+    }
+
+    #[test]
+    fn push_data_is_valid_gwmp_json() {
+        let mut buf = Vec::new();
+        gwmp_push_data(&mut buf, 0x1234, [1, 2, 3, 4, 5, 6, 7, 8], &[5, 6]);
+        assert_eq!(&buf[..4], &[2, 0x12, 0x34, 0]);
+        let v: serde_json::Value = serde_json::from_slice(&buf[12..]).unwrap();
+        let rxpk = v["rxpk"].as_array().unwrap();
+        assert_eq!(rxpk.len(), 2);
+        assert_eq!(rxpk[0]["size"], 21);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(rxpk[1]["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(frame_seq(&data), Some(6));
+    }
+
+    #[test]
+    fn summary_reports_losses_and_percentiles() {
+        let s = summarize(10, 8, 1, Duration::from_secs(2), &[1000, 2000, 3000]);
+        assert!(s.contains("8/10"), "{s}");
+        assert!(s.contains("2 lost"), "{s}");
+        assert!(s.contains("4 uplinks/s"), "{s}");
+        assert!(s.contains("p50 2.00 ms"), "{s}");
+    }
+}
