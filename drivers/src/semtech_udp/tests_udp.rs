@@ -187,6 +187,30 @@ async fn push_ack_waits_for_storage_and_is_withheld_on_rejection() {
 }
 
 #[tokio::test]
+async fn unresolved_acks_do_not_block_reception() {
+    let mut f = start(Duration::from_secs(1)).await;
+    let mut acks = Vec::new();
+    for token in 1..=3u16 {
+        f.fwd
+            .send(&push_data(2, token, &rxpk(u32::from(token), "AA==")))
+            .await
+            .unwrap();
+        let (_, frames, ack) = f.uplinks().await;
+        assert_eq!(frames[0].meta.tmst, u32::from(token));
+        acks.push(ack);
+    }
+    // PULL_DATA is still answered while three acks are outstanding.
+    f.fwd.send(&pull_data(2, 0x0909)).await.unwrap();
+    assert_eq!(f.recv_fwd().await, vec![2, 9, 9, 4]);
+    // Acks resolve in any order; each PUSH_ACK follows its own resolution.
+    while let Some(ack) = acks.pop() {
+        let token = acks.len() as u8 + 1;
+        ack.stored();
+        assert_eq!(f.recv_fwd().await, vec![2, 0, token, 1]);
+    }
+}
+
+#[tokio::test]
 async fn stat_only_push_data_is_acked_at_once() {
     let mut f = start(Duration::from_secs(1)).await;
     let json = r#"{"stat":{"time":"2014-01-12 08:59:28 GMT","rxnb":5,"rxok":4,"rxfw":4,"ackr":100.0,"dwnb":1,"txnb":1,"temp":30.5}}"#;
