@@ -364,7 +364,10 @@ impl Backend {
                 format!("rejected part of PUSH_DATA from {from}: {e}"),
             );
         }
-        Counters::add(&c.rxpk_received, body.rxpk_count - rxpk_rejected);
+        Counters::add(
+            &c.rxpk_received,
+            body.rxpk_count.saturating_sub(rxpk_rejected),
+        );
         if self.session.saw_gateway(gateway) {
             info!("semtech_udp: gateway {gateway} at {from}");
             if self.emit(RadioEvent::Announce(gateway)).await == Flow::Stop {
