@@ -1,0 +1,175 @@
+//! Civil-date parsing for the two GWMP time formats (no calendar crate needed):
+//! rxpk `time` (ISO 8601 compact, `2013-03-31T16:21:17.528002Z`) and stat `time`
+//! (`2014-01-12 08:59:28 GMT`), plus GPS-epoch helpers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        _ => 28,
+    }
+}
+
+fn digits(s: &str, what: &str) -> Result<u32, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{what} {s:?} is not a number"));
+    }
+    s.parse::<u32>()
+        .map_err(|_| format!("{what} {s:?} is too large"))
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` (+ optional fraction digits) → time since the Unix epoch.
+fn civil(date: &str, clock: &str) -> Result<SystemTime, String> {
+    let mut d = date.split('-');
+    let (Some(y), Some(mo), Some(da), None) = (d.next(), d.next(), d.next(), d.next()) else {
+        return Err(format!("date {date:?} is not YYYY-MM-DD"));
+    };
+    if y.len() != 4 || mo.len() != 2 || da.len() != 2 {
+        return Err(format!("date {date:?} is not YYYY-MM-DD"));
+    }
+    let (year, month, day) = (
+        i64::from(digits(y, "year")?),
+        digits(mo, "month")?,
+        digits(da, "day")?,
+    );
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err(format!("date {date:?} does not exist"));
+    }
+    let (hms, frac) = match clock.split_once('.') {
+        Some((hms, frac)) => (hms, Some(frac)),
+        None => (clock, None),
+    };
+    let mut t = hms.split(':');
+    let (Some(h), Some(mi), Some(s), None) = (t.next(), t.next(), t.next(), t.next()) else {
+        return Err(format!("time {clock:?} is not HH:MM:SS"));
+    };
+    if h.len() != 2 || mi.len() != 2 || s.len() != 2 {
+        return Err(format!("time {clock:?} is not HH:MM:SS"));
+    }
+    let (hour, min, sec) = (
+        digits(h, "hour")?,
+        digits(mi, "minute")?,
+        digits(s, "second")?,
+    );
+    // 60 is a leap second; it folds onto the next second like most clocks do.
+    if hour > 23 || min > 59 || sec > 60 {
+        return Err(format!("time {clock:?} does not exist"));
+    }
+    let nanos = match frac {
+        None => 0,
+        Some(f) if f.is_empty() || f.len() > 9 => {
+            return Err(format!("fraction {f:?} must have 1 to 9 digits"));
+        }
+        Some(f) => digits(f, "fraction")? * 10u32.pow(9 - f.len() as u32),
+    };
+    let days = days_from_civil(year, month, day);
+    if days < 0 {
+        return Err(format!("date {date:?} is before 1970"));
+    }
+    let secs = days as u64 * 86_400 + u64::from(hour) * 3600 + u64::from(min) * 60 + u64::from(sec);
+    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// Parse the rxpk `time` field: ISO 8601 "compact" UTC, e.g. `2013-03-31T16:21:17.528002Z`.
+pub fn parse_iso8601(s: &str) -> Result<SystemTime, String> {
+    let Some(rest) = s.strip_suffix('Z') else {
+        return Err(format!("{s:?} does not end in Z (UTC)"));
+    };
+    let Some((date, clock)) = rest.split_once('T') else {
+        return Err(format!("{s:?} has no T between date and time"));
+    };
+    civil(date, clock)
+}
+
+/// Parse the stat `time` field: `2014-01-12 08:59:28 GMT` (also accepts `UTC` or no zone).
+pub fn parse_stat_time(s: &str) -> Result<SystemTime, String> {
+    let mut parts = s.split(' ');
+    let (Some(date), Some(clock)) = (parts.next(), parts.next()) else {
+        return Err(format!("{s:?} is not \"YYYY-MM-DD HH:MM:SS GMT\""));
+    };
+    match (parts.next(), parts.next()) {
+        (None | Some("GMT") | Some("UTC") | Some("Z"), None) => civil(date, clock),
+        _ => Err(format!("{s:?} is not in UTC/GMT")),
+    }
+}
+
+/// Unix time of the GPS epoch, 1980-01-06 00:00:00 UTC.
+pub const GPS_EPOCH_UNIX_SECS: u64 = 315_964_800;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix(s: &str) -> Duration {
+        parse_iso8601(s)
+            .unwrap()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+    }
+
+    #[test]
+    fn iso8601_examples() {
+        // date -u -d 2013-03-31T16:21:17Z +%s = 1364746877
+        assert_eq!(
+            unix("2013-03-31T16:21:17.528002Z"),
+            Duration::new(1_364_746_877, 528_002_000)
+        );
+        assert_eq!(unix("1970-01-01T00:00:00Z"), Duration::ZERO);
+        assert_eq!(unix("1980-01-06T00:00:00Z").as_secs(), GPS_EPOCH_UNIX_SECS);
+        // leap day 2024-02-29 = 19782 days
+        assert_eq!(
+            unix("2024-02-29T00:00:00.5Z"),
+            Duration::new(19_782 * 86_400, 500_000_000)
+        );
+        assert_eq!(unix("2000-03-01T00:00:01Z").as_secs(), 951_868_801);
+    }
+
+    #[test]
+    fn iso8601_rejects_nonsense() {
+        for bad in [
+            "2013-03-31T16:21:17.528002",
+            "2013-03-31 16:21:17Z",
+            "2013-02-29T00:00:00Z",
+            "2013-13-01T00:00:00Z",
+            "2013-03-31T24:00:00Z",
+            "2013-03-31T16:21:17.Z",
+            "2013-03-31T16:21:17.1234567890Z",
+            "13-03-31T16:21:17Z",
+            "2013-03-31T16:2a:17Z",
+            "1969-12-31T23:59:59Z",
+            "",
+        ] {
+            assert!(parse_iso8601(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn stat_time() {
+        let t = parse_stat_time("2014-01-12 08:59:28 GMT").unwrap();
+        // date -u -d '2014-01-12 08:59:28' +%s = 1389517168
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_389_517_168
+        );
+        assert!(parse_stat_time("2014-01-12 08:59:28 CET").is_err());
+        assert!(parse_stat_time("2014-01-12").is_err());
+    }
+}
