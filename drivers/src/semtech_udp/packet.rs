@@ -187,8 +187,10 @@ impl Packet {
             }
             id::TX_ACK => {
                 // v4.0.0 doc and all code: 12-byte header with EUI, then optional JSON.
-                // v3.0.0 doc: JSON straight after byte 4. Tell them apart by the '{'.
-                let body_from_4 = buf.len() == 4 || buf[4] == b'{';
+                // v3.0.0 doc: JSON straight after byte 4. The 12-byte form wins whenever it
+                // fits (an EUI may well start with 0x7b, '{'); JSON-after-4 only otherwise.
+                let header_form = buf.len() == 12 || (buf.len() > 12 && buf[12] == b'{');
+                let body_from_4 = !header_form && (buf.len() == 4 || buf[4] == b'{');
                 if body_from_4 {
                     return Ok(Packet::TxAck {
                         version,

@@ -40,6 +40,13 @@ fn packet() -> impl Strategy<Value = Packet> {
         }),
         (version(), any::<u16>()).prop_map(|(version, token)| Packet::PullAck { version, token }),
         (version(), any::<u16>(), any::<[u8; 8]>(), json).prop_map(|(version, token, e, json)| {
+            // A TX_ACK body is empty or a JSON object: that is how the 12-byte header form is
+            // told apart from the v3.0.0-doc form with JSON at byte 4.
+            let json = if json.is_empty() {
+                json
+            } else {
+                [b"{".as_slice(), &json].concat()
+            };
             Packet::TxAck {
                 version,
                 token,
@@ -95,4 +102,23 @@ proptest! {
         let datr = v["txpk"]["datr"].as_str().unwrap();
         prop_assert_eq!(parse_lora_datr(datr), Some((sf, 125_000)));
     }
+}
+
+#[test]
+fn tx_ack_with_an_eui_starting_with_a_brace_keeps_its_header() {
+    let mut buf = vec![2, 0x12, 0x34, 0x05, b'{', 1, 2, 3, 4, 5, 6, 7];
+    let p = Packet::parse(&buf).unwrap();
+    assert!(
+        matches!(p, Packet::TxAck { gateway: Some(Eui64([b'{', 1, 2, 3, 4, 5, 6, 7])), ref json, .. } if json.is_empty())
+    );
+    buf.extend_from_slice(br#"{"txpk_ack":{"error":"NONE"}}"#);
+    assert!(
+        matches!(Packet::parse(&buf).unwrap(), Packet::TxAck { gateway: Some(_), ref json, .. } if json.len() == 29)
+    );
+    // The v3.0.0-doc form: JSON right after byte 4.
+    let v3 = [&[2u8, 0, 1, 5][..], br#"{"txpk_ack":{"error":"TOO_LATE"}}"#].concat();
+    assert!(matches!(
+        Packet::parse(&v3).unwrap(),
+        Packet::TxAck { gateway: None, .. }
+    ));
 }
