@@ -12,4 +12,5 @@
 
 pub mod airtime;
 pub mod radio;
+pub mod ratelimit;
 pub mod semtech_udp;

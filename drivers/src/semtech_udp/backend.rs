@@ -17,12 +17,12 @@ use super::counters::Counters;
 use super::error::GwmpError;
 use super::packet::{Packet, Version};
 use super::push_data::decode_push_data;
-use super::ratelimit::RateLimiter;
 use super::session::Session;
 use super::txpk::{decode_tx_ack, encode_pull_resp};
 use crate::radio::{
     Radio, RadioCapabilities, RadioControl, RadioEvent, RadioHealth, StoreAck, TxCommand, TxStatus,
 };
+use crate::ratelimit::RateLimiter;
 
 /// How long shutdown waits for PUSH_ACKs of datagrams the daemon is still storing.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

@@ -13,20 +13,20 @@ mod error;
 mod fields;
 mod packet;
 mod push_data;
-mod ratelimit;
+
 mod rxpk;
 mod session;
 mod stat;
 mod time;
 mod txpk;
 
+pub use crate::ratelimit::RateLimiter;
 pub use backend::{spawn, SemtechUdpConfig, SemtechUdpHandle, SHUTDOWN_GRACE, WARN_INTERVAL};
 pub use counters::{Counters, CountersSnapshot};
 pub use datr::{format_lora_datr, parse_lora_datr};
 pub use error::GwmpError;
 pub use packet::{id, Packet, Version, MAX_DATAGRAM};
 pub use push_data::{decode_push_data, PushData, MAX_RXPK};
-pub use ratelimit::RateLimiter;
 pub use rxpk::{decode_rxpk, mhz_to_hz};
 pub use stat::decode_stat;
 pub use time::{parse_iso8601, parse_stat_time, GPS_EPOCH_UNIX_SECS};
