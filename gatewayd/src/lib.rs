@@ -12,8 +12,10 @@
 #![warn(missing_docs)]
 
 pub mod chirpstack;
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod logging;
 pub mod lorawan;
 pub mod mqtt;
 pub mod outbox;

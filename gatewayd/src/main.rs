@@ -1,2 +1,44 @@
-//! The `gatewayd` binary.
-fn main() {}
+//! The `gatewayd` binary: parses the command line, loads the config and runs the daemon.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gatewayd::cli::{Cli, Command};
+use gatewayd::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    gatewayd::logging::init(cli.log_level.unwrap_or(log::LevelFilter::Info));
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatewayd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!("{}: configuration is valid", cli.config.display());
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            gatewayd::logging::set_level(cli.log_level.unwrap_or(config.log_level));
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(gatewayd::daemon::run_until_signal(config))?;
+    Ok(())
+}

@@ -10,6 +10,9 @@ use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
+pub mod broker;
+pub mod forwarder;
+
 /// Parse 16 hex digits.
 pub fn parse_eui(s: &str) -> anyhow::Result<[u8; 8]> {
     if s.len() != 16 {
@@ -196,6 +199,44 @@ impl Collector {
         self.task.abort();
         self.state.lock().map(|g| g.0.clone()).unwrap_or_default()
     }
+}
+
+/// One line describing an uplink as a network operator would read it.
+pub fn describe_uplink(up: &gw::UplinkFrame) -> String {
+    let phy = &up.phy_payload;
+    let header = if phy.len() >= 8 && matches!(phy[0] >> 5, 2 | 4) {
+        format!(
+            "DevAddr {:08x} FCnt {:<5}",
+            u32::from_le_bytes([phy[1], phy[2], phy[3], phy[4]]),
+            u16::from_le_bytes([phy[6], phy[7]])
+        )
+    } else {
+        format!(
+            "MHDR {:02x} {} bytes",
+            phy.first().copied().unwrap_or(0),
+            phy.len()
+        )
+    };
+    let (freq, dr) = match &up.tx_info {
+        Some(tx) => {
+            let dr = match tx.modulation.as_ref().and_then(|m| m.parameters.as_ref()) {
+                Some(gw::modulation::Parameters::Lora(l)) => {
+                    format!("SF{}BW{}", l.spreading_factor, l.bandwidth / 1000)
+                }
+                Some(gw::modulation::Parameters::Fsk(f)) => format!("FSK {}", f.datarate),
+                Some(gw::modulation::Parameters::LrFhss(_)) => "LR-FHSS".to_string(),
+                None => "?".to_string(),
+            };
+            (tx.frequency as f64 / 1e6, dr)
+        }
+        None => (0.0, "?".to_string()),
+    };
+    let (rssi, snr) = up
+        .rx_info
+        .as_ref()
+        .map(|r| (r.rssi, r.snr))
+        .unwrap_or_default();
+    format!("{header} {freq:.1} MHz {dr:<9} RSSI {rssi:>4} dBm SNR {snr:>5.1} dB")
 }
 
 /// A human summary of a run.

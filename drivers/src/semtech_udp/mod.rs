@@ -13,7 +13,6 @@ mod error;
 mod fields;
 mod packet;
 mod push_data;
-
 mod rxpk;
 mod session;
 mod stat;

@@ -154,3 +154,31 @@ fn prefixes_match() {
     assert!(j.matches(0x70b3_d5ff_0000_0001));
     assert!(!j.matches(0x70b3_d600_0000_0001));
 }
+
+#[test]
+fn shipped_example_config_is_valid_and_documents_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/gatewayd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Config::from_toml(&text, &path).unwrap();
+    assert_eq!(c.gateway.region, "EU868");
+    // Uncommenting every "# key = value  # example" line must still give a valid config
+    // (except TLS files, which must exist).
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if l.contains("# example")
+                    && !rest.contains("tls_")
+                    && !rest.contains("ca_cert") =>
+            {
+                rest.split("# example").next().unwrap_or("").to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = Config::from_toml(&uncommented, &path).unwrap();
+    assert_eq!(c.gateway.id.unwrap().to_string(), "0102030405060708");
+    assert!(c.gateway.location.is_some());
+    assert_eq!(c.mqtt.username.as_deref(), Some("gateway"));
+}

@@ -3,3 +3,6 @@
 
 pub mod dedup;
 pub mod filter;
+pub mod task;
+
+pub use task::{Pipeline, PipelineConfig, PipelineCounters};
