@@ -399,7 +399,7 @@ impl Sx126xConfig {
         let rxen = self.rxen_pin.or(board.and_then(|b| b.rxen_pin));
         let txen = self.txen_pin.or(board.and_then(|b| b.txen_pin));
         let tcxo = match self.tcxo_voltage {
-            Some(v) if v == 0.0 => None,
+            Some(0.0) => None,
             Some(v) => Some(TcxoVoltage::from_volts(v).ok_or_else(|| {
                 err(section, "tcxo_voltage", format!("{v} V is not a DIO3 TCXO voltage (1.6, 1.7, 1.8, 2.2, 2.4, 2.7, 3.0, 3.3, or 0 for a crystal)"))
             })?),
