@@ -5,12 +5,16 @@
 //!   requests, stats). Every backend produces and consumes these types.
 //! - [`semtech_udp`]: the Semtech UDP packet-forwarder protocol (GWMP): a pure codec and
 //!   the backend task that serves a concentrator's packet forwarder on loopback.
+//! - [`lora_phy`]: SX126x/SX127x through the lora-phy crate on spidev + GPIO.
+//! - [`emulated`]: an emulated SX1262 behind the same SPI/GPIO traits, for tests.
 //!
-//! Further backends (lora-phy on spidev/GPIO, the simulated air) and the GPS/NMEA reader
+//! Further backends (the simulated air) and the GPS/NMEA reader
 //! live beside these, each in its own module.
 #![warn(missing_docs)]
 
 pub mod airtime;
+pub mod emulated;
+pub mod lora_phy;
 pub mod radio;
 pub mod ratelimit;
 pub mod semtech_udp;
