@@ -1,0 +1,1 @@
+//! The regulatory guard (in progress).
