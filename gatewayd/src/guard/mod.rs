@@ -171,10 +171,11 @@ pub struct Guard {
 }
 
 /// Conducted power (dBm) that radiates `eirp_dbm` through the antenna and cable, rounded
-/// down to whole dB (after rounding to 0.01 dB so 16.15 − 2.15 is 14, not 13).
+/// down to whole dB. A 0.0001 dB tolerance absorbs `f32` representation error, so that
+/// 16.15 − 2.15 gives 14, not 13 (it never lets a real fraction of a dB through).
 fn conducted_floor(eirp_dbm: f32, gain: f32, loss: f32) -> i8 {
     let x = f64::from(eirp_dbm) - f64::from(gain) + f64::from(loss);
-    let x = ((x * 100.0).round() / 100.0).floor();
+    let x = (x + 1e-4).floor();
     x.clamp(f64::from(i8::MIN), f64::from(i8::MAX)) as i8
 }
 
