@@ -204,6 +204,14 @@ impl DutyCycleLedger {
 }
 
 #[cfg(test)]
+impl DutyCycleLedger {
+    /// Make every later query fail (tests of the guard's fail-closed path).
+    pub(super) fn break_for_test(&self) {
+        self.conn.execute_batch("DROP TABLE duty_cycle").unwrap();
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -518,3 +518,21 @@ async fn the_gate_releases_airtime_the_backend_did_not_send() {
     assert_eq!(backend.await.unwrap(), vec![14, 14]);
     drop(gate);
 }
+
+#[test]
+fn a_broken_ledger_fails_closed() {
+    let mut g = guard("EU868", GuardConfig::default());
+    g.ledger.break_for_test();
+    let r = g.approve(t0(), sf12_64(868_100_000)).unwrap_err();
+    assert!(
+        matches!(r, Refusal::LedgerUnavailable(ref m) if m.contains("duty-cycle ledger")),
+        "{r}"
+    );
+    assert_eq!(r.tx_status(), TxStatus::InternalError);
+    assert_eq!(g.counters().snapshot().ledger_unavailable, 1);
+    // Regions without a duty cycle do not need the ledger.
+    let mut g = guard("US915", GuardConfig::default());
+    g.ledger.break_for_test();
+    g.approve(t0(), req(923_300_000, 20, lora(10, 500_000), 20))
+        .unwrap();
+}
