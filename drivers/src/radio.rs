@@ -214,6 +214,8 @@ pub enum TxStatus {
     LbtBusy,
     /// The backend failed (timeout, no answer, hardware error).
     InternalError,
+    /// The regulatory guard refused: the band's duty-cycle budget is used up.
+    DutyCycleOverflow,
 }
 
 /// Counters a radio backend reports periodically.

@@ -8,6 +8,8 @@
 //!
 //! - [`config`]: the TOML file, validated into runtime values.
 //! - [`lorawan`]: pure LoRaWAN header codec.
+//! - [`region`]: regional parameters; [`guard`]: the regulatory guard every transmission
+//!   passes (EIRP, channels, data rates, dwell time, duty cycle, LBT).
 //! - [`daemon`]: wires the tasks together and shuts them down in order.
 #![warn(missing_docs)]
 
@@ -15,8 +17,10 @@ pub mod chirpstack;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod guard;
 pub mod logging;
 pub mod lorawan;
 pub mod mqtt;
 pub mod outbox;
 pub mod pipeline;
+pub mod region;
