@@ -11,5 +11,6 @@
 #![warn(missing_docs)]
 
 pub mod airtime;
+pub mod gps;
 pub mod radio;
 pub mod semtech_udp;
