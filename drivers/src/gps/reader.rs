@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::line::{LineBuffer, LineEvent};
 use super::nmea::{self, RejectReason};
-use super::state::{Counters, GpsState, GpsTracker, DEFAULT_STALE_AFTER};
+use super::state::{Counters, GpsState, GpsStatus, GpsTracker, DEFAULT_STALE_AFTER};
 
 /// First delay before reopening a missing or lost device.
 pub const REOPEN_BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -191,9 +191,38 @@ async fn run(
     debug!("GPS device {device}: reader stopped");
 }
 
+/// Publishes the tracker's snapshot if it changed, logging status transitions (rare:
+/// fix acquired or lost, receiver silent) for the operator.
 fn publish(tx: &watch::Sender<GpsState>, tracker: &GpsTracker, changed: bool) {
-    if changed {
-        tx.send_replace(tracker.state().clone());
+    if !changed {
+        return;
+    }
+    let new = tracker.state().clone();
+    let old = tx.send_replace(new.clone());
+    if let Some(message) = transition_message(old.status, &new) {
+        info!("{message}");
+    }
+}
+
+/// What to tell the operator when the status changes (device open/loss is logged elsewhere).
+fn transition_message(old: GpsStatus, new: &GpsState) -> Option<String> {
+    match (old, new.status) {
+        (a, b) if a == b => None,
+        (_, GpsStatus::Fix) => Some(match new.position {
+            Some(p) => format!(
+                "GPS: fix acquired at {:.5}, {:.5} ({} satellites)",
+                p.latitude,
+                p.longitude,
+                p.satellites.map_or("?".to_string(), |n| n.to_string())
+            ),
+            None => "GPS: fix acquired".to_string(),
+        }),
+        (GpsStatus::Fix, GpsStatus::NoFix) => Some("GPS: fix lost".to_string()),
+        (_, GpsStatus::Stale) => Some(
+            "GPS: no valid NMEA sentence received recently (check the wiring and the baud rate)"
+                .to_string(),
+        ),
+        _ => None,
     }
 }
 
@@ -420,6 +449,44 @@ mod tests {
         );
         assert!(!r.should_warn("b", t0 + Duration::from_secs(60)));
         assert!(r.should_warn("b", t0 + Duration::from_secs(119)));
+    }
+
+    #[test]
+    fn status_transitions_are_worded_for_operators() {
+        let mut st = GpsState {
+            status: GpsStatus::Fix,
+            ..GpsState::default()
+        };
+        assert_eq!(
+            transition_message(GpsStatus::NoFix, &st).as_deref(),
+            Some("GPS: fix acquired")
+        );
+        st.position = Some(crate::gps::Position {
+            latitude: 48.1173,
+            longitude: 11.516_666,
+            altitude: None,
+            satellites: Some(8),
+            hdop: None,
+        });
+        assert_eq!(
+            transition_message(GpsStatus::Stale, &st).as_deref(),
+            Some("GPS: fix acquired at 48.11730, 11.51667 (8 satellites)")
+        );
+        assert_eq!(transition_message(GpsStatus::Fix, &st), None);
+        st.status = GpsStatus::NoFix;
+        assert_eq!(
+            transition_message(GpsStatus::Fix, &st).as_deref(),
+            Some("GPS: fix lost")
+        );
+        assert_eq!(
+            transition_message(GpsStatus::NoDevice, &st),
+            None,
+            "open is logged by the reader"
+        );
+        st.status = GpsStatus::Stale;
+        assert!(transition_message(GpsStatus::NoFix, &st)
+            .unwrap()
+            .contains("baud rate"));
     }
 
     #[test]
