@@ -144,6 +144,10 @@ impl Counters {
 /// [`device_lost`](Self::device_lost) on device events, [`on_sentence`](Self::on_sentence)
 /// per decoded sentence and [`tick`](Self::tick) periodically; each returns whether the
 /// snapshot changed.
+///
+/// The most recent GGA (quality > 0) or RMC (status `A`, mode not `N`) decides whether there
+/// is a fix; a fix older than `stale_after` lapses to NoFix. Time comes from RMC (GGA has no
+/// date) and is kept only with a fix.
 #[derive(Debug, Clone)]
 pub struct GpsTracker {
     stale_after: Duration,
