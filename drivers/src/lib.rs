@@ -14,6 +14,7 @@
 
 pub mod airtime;
 pub mod emulated;
+pub mod gps;
 pub mod lora_phy;
 pub mod radio;
 pub mod ratelimit;
