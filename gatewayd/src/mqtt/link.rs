@@ -209,7 +209,12 @@ impl Link {
     }
 
     /// Handle one rumqttc event; `Err` ends the connection.
-    fn handle(&mut self, s: &mut Session, event: Event, backoff: &mut Backoff) -> Result<(), String> {
+    fn handle(
+        &mut self,
+        s: &mut Session,
+        event: Event,
+        backoff: &mut Backoff,
+    ) -> Result<(), String> {
         match event {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 s.connected = true;
@@ -236,17 +241,16 @@ impl Link {
                 }
             }
             Event::Incoming(Incoming::Publish(p)) => self.command(p),
-            Event::Incoming(Incoming::SubAck(ack)) => {
+            Event::Incoming(Incoming::SubAck(ack))
                 if ack
                     .return_codes
                     .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    log::warn!(
-                        "mqtt: the broker refused the subscription to {}+; no commands will arrive",
-                        self.command_prefix
-                    );
-                }
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+            {
+                log::warn!(
+                    "mqtt: the broker refused the subscription to {}+; no commands will arrive",
+                    self.command_prefix
+                );
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(id) = s.window.written(pkid) {
@@ -285,7 +289,10 @@ impl Link {
                 }
             }
             Err(mpsc::error::TrySendError::Closed(cmd)) => {
-                log::debug!("mqtt: nobody takes commands; dropped a {} command", cmd.kind);
+                log::debug!(
+                    "mqtt: nobody takes commands; dropped a {} command",
+                    cmd.kind
+                );
             }
         }
     }
@@ -297,7 +304,12 @@ impl Link {
             QoS::AtLeastOnce
         };
         for m in msgs {
-            log::debug!("mqtt: publish {} ({} bytes, outbox id {})", m.topic, m.payload.len(), m.id);
+            log::debug!(
+                "mqtt: publish {} ({} bytes, outbox id {})",
+                m.topic,
+                m.payload.len(),
+                m.id
+            );
             match s.client.try_publish(m.topic, qos, false, m.payload) {
                 Ok(()) => s.window.issued(Some(m.id)),
                 Err(e) => {
@@ -337,8 +349,7 @@ impl Link {
             self.drain(s, events, Instant::now() + DRAIN_TIMEOUT, &mut backoff)
                 .await;
             let offline = conn_state_payload(self.gateway, false, self.config.json);
-            if s
-                .client
+            if s.client
                 .try_publish(&self.conn_topic, QoS::AtLeastOnce, true, offline)
                 .is_ok()
             {

@@ -128,7 +128,10 @@ mod tests {
             ..config()
         };
         let err = build(&c, Eui64::default()).unwrap_err();
-        assert!(err.contains("mqtt.ca_cert") && err.contains("missing-ca.pem"), "{err}");
+        assert!(
+            err.contains("mqtt.ca_cert") && err.contains("missing-ca.pem"),
+            "{err}"
+        );
 
         let bad = dir.path().join("bad.pem");
         std::fs::write(&bad, b"not a certificate").unwrap();
@@ -138,6 +141,9 @@ mod tests {
             ..config()
         };
         let err = build(&c, Eui64::default()).unwrap_err();
-        assert!(err.contains("bad.pem") && err.contains("not a PEM"), "{err}");
+        assert!(
+            err.contains("bad.pem") && err.contains("not a PEM"),
+            "{err}"
+        );
     }
 }

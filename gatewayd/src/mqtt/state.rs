@@ -59,7 +59,9 @@ impl Window {
         }
         if let Some(Some(old)) = self.awaiting_ack.insert(pkid, id) {
             // Cannot happen while the window is no larger than rumqttc's; be safe anyway.
-            log::warn!("mqtt: packet id {pkid} reused before its PUBACK; outbox id {old} will be resent");
+            log::warn!(
+                "mqtt: packet id {pkid} reused before its PUBACK; outbox id {old} will be resent"
+            );
         }
         None
     }
@@ -200,7 +202,10 @@ mod tests {
             let r = (i as f64 * 0.618_033_988_7) % 1.0;
             let ceiling = b.ceiling();
             let d = b.next_delay(r);
-            assert!(d <= ceiling.max(FLOOR) && d >= FLOOR, "{d:?} vs {ceiling:?}");
+            assert!(
+                d <= ceiling.max(FLOOR) && d >= FLOOR,
+                "{d:?} vs {ceiling:?}"
+            );
         }
         // Out-of-range randomness is clamped.
         assert!(b.next_delay(7.0) <= Duration::from_secs(5));
