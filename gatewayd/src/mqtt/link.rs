@@ -1,0 +1,399 @@
+//! The async MQTT link task. It only moves bytes: rumqttc's event loop runs in its own task
+//! (its `poll` is not cancel-safe) and forwards events here; the [`Window`] decides what is
+//! done; the outbox is asked for more whenever the window has room.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use drivers::radio::Eui64;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS,
+    SubscribeReasonCode,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Backoff, Window};
+use super::{conn_state_payload, options, topic, Command, LinkState};
+use crate::config::MqttConfig;
+use crate::outbox::ratelimit::WarnLimiter;
+use crate::outbox::{Message, OutboxError, OutboxHandle};
+
+/// Longest wait for in-flight PUBACKs at shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for the OFFLINE message's PUBACK and the DISCONNECT at shutdown.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Events buffered between the rumqttc task and the link.
+const EVENT_QUEUE: usize = 1024;
+/// Events handled before acks are passed to the outbox.
+const EVENTS_PER_ROUND: usize = 512;
+
+type NextFuture = Pin<Box<dyn Future<Output = Result<Vec<Message>, OutboxError>> + Send>>;
+type EventRx = mpsc::Receiver<Result<Event, ConnectionError>>;
+
+/// Aborts the rumqttc task (closing its socket) when the connection ends or the link task is
+/// dropped or aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+struct Link {
+    config: MqttConfig,
+    gateway: Eui64,
+    outbox: OutboxHandle,
+    shutdown: CancellationToken,
+    commands: mpsc::Sender<Command>,
+    state: watch::Sender<LinkState>,
+    conn_topic: String,
+    command_prefix: String,
+    command_warn: WarnLimiter,
+}
+
+/// One connection attempt's state.
+struct Session {
+    client: AsyncClient,
+    window: Window,
+    acks: Vec<i64>,
+    connected: bool,
+}
+
+pub(crate) async fn run(
+    config: MqttConfig,
+    gateway: Eui64,
+    outbox: OutboxHandle,
+    shutdown: CancellationToken,
+    commands: mpsc::Sender<Command>,
+    state: watch::Sender<LinkState>,
+) {
+    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+    let mut link = Link {
+        conn_topic: topic(&config.topic_prefix, gateway, "state/conn"),
+        command_prefix: topic(&config.topic_prefix, gateway, "command/"),
+        config,
+        gateway,
+        outbox,
+        shutdown,
+        commands,
+        state,
+        command_warn: WarnLimiter::new(Duration::from_secs(10)),
+    };
+    loop {
+        if link.shutdown.is_cancelled() {
+            break;
+        }
+        link.state.send_replace(LinkState::Connecting);
+        match link.connection(&mut backoff).await {
+            Ended::Shutdown => break,
+            Ended::Lost(reason) => {
+                let retry_in = backoff.next_delay(rand::random::<f64>());
+                log::warn!(
+                    "mqtt: {}:{}: {reason}; retrying in {:.1} s",
+                    link.config.host,
+                    link.config.port,
+                    retry_in.as_secs_f64()
+                );
+                link.state
+                    .send_replace(LinkState::Disconnected { reason, retry_in });
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_in) => {}
+                    _ = link.shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+    link.state.send_replace(LinkState::Disconnected {
+        reason: "shut down".into(),
+        retry_in: Duration::ZERO,
+    });
+}
+
+/// Runs rumqttc's event loop until it fails or the link stops listening.
+async fn poll(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let event = eventloop.poll().await;
+        let failed = event.is_err();
+        if events.send(event).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+impl Link {
+    /// One connection: connect, publish until it fails or shutdown.
+    async fn connection(&mut self, backoff: &mut Backoff) -> Ended {
+        let options = match options::build(&self.config, self.gateway) {
+            Ok(o) => o,
+            Err(e) => return Ended::Lost(e),
+        };
+        let window = usize::from(self.config.inflight);
+        // A fresh client and event loop per attempt: nothing stale is replayed.
+        let (client, eventloop) = AsyncClient::new(options, window + 16);
+        let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let _poller = AbortOnDrop(tokio::spawn(poll(eventloop, events_tx)));
+        let mut s = Session {
+            client,
+            window: Window::new(window),
+            acks: Vec::new(),
+            connected: false,
+        };
+        let mut next: Option<NextFuture> = None;
+        loop {
+            if s.connected && next.is_none() && s.window.room() > 0 {
+                let outbox = self.outbox.clone();
+                let room = s.window.room();
+                next = Some(Box::pin(async move { outbox.next(room).await }));
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    // `next` is cancel-safe: what it had taken goes back to the outbox.
+                    drop(next.take());
+                    self.goodbye(&mut s, &mut events).await;
+                    return Ended::Shutdown;
+                }
+                event = events.recv() => {
+                    let mut event = event;
+                    let mut handled = 0;
+                    loop {
+                        let result = match event {
+                            None => Err("the MQTT event loop stopped".to_string()),
+                            Some(Err(e)) => Err(e.to_string()),
+                            Some(Ok(ev)) => self.handle(&mut s, ev, backoff),
+                        };
+                        if let Err(reason) = result {
+                            return self.lost(&mut s, reason);
+                        }
+                        handled += 1;
+                        if handled >= EVENTS_PER_ROUND {
+                            break;
+                        }
+                        match events.try_recv() {
+                            Ok(e) => event = Some(e),
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush_acks(&mut s);
+                }
+                result = async { next.as_mut().expect("guarded by the select condition").await },
+                    if next.is_some() =>
+                {
+                    next = None;
+                    match result {
+                        Ok(msgs) => self.publish_all(&mut s, msgs),
+                        Err(OutboxError::Closed) => {
+                            log::error!("mqtt: the outbox is closed; stopping the link");
+                            self.goodbye(&mut s, &mut events).await;
+                            return Ended::Shutdown;
+                        }
+                        Err(e) => {
+                            log::error!("mqtt: cannot read the outbox: {e}");
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = self.shutdown.cancelled() => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle one rumqttc event; `Err` ends the connection.
+    fn handle(
+        &mut self,
+        s: &mut Session,
+        event: Event,
+        backoff: &mut Backoff,
+    ) -> Result<(), String> {
+        match event {
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                s.connected = true;
+                backoff.reset();
+                log::info!(
+                    "mqtt: connected to {}:{} as {}",
+                    self.config.host,
+                    self.config.port,
+                    options::client_id(&self.config, self.gateway)
+                );
+                s.client
+                    .try_subscribe(format!("{}+", self.command_prefix), QoS::AtLeastOnce)
+                    .map_err(|e| format!("cannot subscribe to commands: {e}"))?;
+                let online = conn_state_payload(self.gateway, true, self.config.json);
+                s.client
+                    .try_publish(&self.conn_topic, QoS::AtLeastOnce, true, online)
+                    .map_err(|e| format!("cannot publish the connection state: {e}"))?;
+                s.window.issued(None);
+                self.state.send_replace(LinkState::Connected);
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(id) = s.window.puback(ack.pkid) {
+                    s.acks.push(id);
+                }
+            }
+            Event::Incoming(Incoming::Publish(p)) => self.command(p),
+            Event::Incoming(Incoming::SubAck(ack))
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure)) =>
+            {
+                log::warn!(
+                    "mqtt: the broker refused the subscription to {}+; no commands will arrive",
+                    self.command_prefix
+                );
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(id) = s.window.written(pkid) {
+                    s.acks.push(id);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, p: Publish) {
+        let kind = p
+            .topic
+            .strip_prefix(&self.command_prefix)
+            .filter(|k| !k.is_empty() && !k.contains('/'));
+        let Some(kind) = kind else {
+            if self.command_warn.allow(Instant::now()).is_some() {
+                log::warn!("mqtt: ignored a message on unexpected topic {:?}", p.topic);
+            }
+            return;
+        };
+        log::debug!("mqtt: command {kind} ({} bytes)", p.payload.len());
+        let cmd = Command {
+            kind: kind.to_string(),
+            payload: p.payload.to_vec(),
+        };
+        match self.commands.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                if let Some(n) = self.command_warn.allow(Instant::now()) {
+                    log::warn!(
+                        "mqtt: command queue full: dropped a {} command ({n} other warnings suppressed)",
+                        cmd.kind
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(cmd)) => {
+                log::debug!(
+                    "mqtt: nobody takes commands; dropped a {} command",
+                    cmd.kind
+                );
+            }
+        }
+    }
+
+    fn publish_all(&mut self, s: &mut Session, msgs: Vec<Message>) {
+        let qos = if self.config.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        for m in msgs {
+            log::debug!(
+                "mqtt: publish {} ({} bytes, outbox id {})",
+                m.topic,
+                m.payload.len(),
+                m.id
+            );
+            match s.client.try_publish(m.topic, qos, false, m.payload) {
+                Ok(()) => s.window.issued(Some(m.id)),
+                Err(e) => {
+                    log::warn!("mqtt: cannot queue a publish ({e}); it will be retried");
+                    self.outbox.requeue(vec![m.id]);
+                }
+            }
+        }
+    }
+
+    fn flush_acks(&self, s: &mut Session) {
+        if !s.acks.is_empty() {
+            self.outbox.ack(std::mem::take(&mut s.acks));
+        }
+    }
+
+    /// The connection failed: confirmed ids are acked, the others go back to the outbox.
+    fn lost(&mut self, s: &mut Session, reason: String) -> Ended {
+        self.flush_acks(s);
+        let unconfirmed = s.window.disconnected();
+        if s.connected {
+            log::warn!(
+                "mqtt: connection to {}:{} lost ({reason}); {} unconfirmed messages will be resent",
+                self.config.host,
+                self.config.port,
+                unconfirmed.len()
+            );
+        }
+        self.outbox.requeue(unconfirmed);
+        Ended::Lost(reason)
+    }
+
+    /// Graceful stop: wait (bounded) for in-flight PUBACKs, publish OFFLINE, disconnect.
+    async fn goodbye(&mut self, s: &mut Session, events: &mut EventRx) {
+        if s.connected {
+            let mut backoff = Backoff::new(Duration::ZERO, Duration::ZERO);
+            self.drain(s, events, Instant::now() + DRAIN_TIMEOUT, &mut backoff)
+                .await;
+            let offline = conn_state_payload(self.gateway, false, self.config.json);
+            if s.client
+                .try_publish(&self.conn_topic, QoS::AtLeastOnce, true, offline)
+                .is_ok()
+            {
+                s.window.issued(None);
+            }
+            let deadline = Instant::now() + GOODBYE_TIMEOUT;
+            self.drain(s, events, deadline, &mut backoff).await;
+            if s.client.try_disconnect().is_ok() {
+                while let Ok(Some(Ok(ev))) =
+                    tokio::time::timeout_at(deadline.into(), events.recv()).await
+                {
+                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            }
+            log::info!(
+                "mqtt: disconnected from {}:{} (shutdown)",
+                self.config.host,
+                self.config.port
+            );
+        }
+        self.flush_acks(s);
+        self.outbox.requeue(s.window.disconnected());
+    }
+
+    /// Handle events until the window is empty or `deadline`.
+    async fn drain(
+        &mut self,
+        s: &mut Session,
+        events: &mut EventRx,
+        deadline: Instant,
+        backoff: &mut Backoff,
+    ) {
+        while !s.window.is_idle() {
+            match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+                Ok(Some(Ok(ev))) => {
+                    if self.handle(s, ev, backoff).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.flush_acks(s);
+    }
+}
