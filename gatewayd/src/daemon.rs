@@ -8,10 +8,10 @@ use drivers::radio::{Eui64, Radio};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::chirpstack::{LocationSource, SourcedLocation};
 use crate::config::{Config, RadioConfig};
 use crate::outbox::{OutboxError, OutboxHandle};
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::position::Whereabouts;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,13 @@ async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio,
             log::info!("semtech_udp: listening on {}", udp.bind);
             Ok(radio)
         }
+        RadioConfig::LoraPhy(settings) => {
+            let settings = (**settings).clone();
+            let hardware = drivers::lora_phy::linux::LinuxHardware::new(&settings);
+            drivers::lora_phy::spawn(settings, hardware, token)
+                .await
+                .map_err(|e| DaemonError::Radio(e.to_string()))
+        }
     }
 }
 
@@ -86,11 +93,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         }
     };
 
-    let fixed = config.gateway.location.map(|location| SourcedLocation {
-        location,
-        source: LocationSource::Config,
+    let gps = config.gps.device.as_ref().map(|device| {
+        log::info!(
+            "gps: reading {} at {} baud",
+            device.display(),
+            config.gps.baud
+        );
+        let cfg = drivers::gps::GpsConfig {
+            device: device.clone(),
+            baud: config.gps.baud,
+            stale_after: config.gps.stale_after,
+        };
+        drivers::gps::spawn(cfg, radio_token.clone())
     });
-    let (_location_tx, location_rx) = watch::channel(fixed);
+    let whereabouts = Whereabouts::new(
+        config.gateway.location,
+        gps.as_ref().map(|g| g.state.clone()),
+    );
     let (gateway_tx, mut gateway_rx) = watch::channel::<Option<Eui64>>(None);
     let pipeline = Pipeline::new(
         PipelineConfig {
@@ -104,7 +123,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         },
         outbox.clone(),
         gateway_tx,
-        location_rx,
+        whereabouts,
         None,
     );
     let pipeline_task = tokio::spawn(pipeline.run(radio.events));

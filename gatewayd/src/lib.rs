@@ -23,4 +23,5 @@ pub mod lorawan;
 pub mod mqtt;
 pub mod outbox;
 pub mod pipeline;
+pub mod position;
 pub mod region;

@@ -80,6 +80,22 @@ impl SemtechUdpHandle {
     }
 }
 
+/// Receive buffer asked of the kernel: bursts of PUSH_DATA (a concentrator flushing after a
+/// stall, a benchmark) must not overflow the default ~208 KiB while the loop is busy. The
+/// kernel caps it at `net.core.rmem_max`.
+pub const RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
+        log::debug!("semtech_udp: cannot raise the receive buffer: {e}");
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 /// Bind the socket and start the backend. Emits [`RadioHealth::Up`] once bound. The task
 /// ends when `shutdown` is cancelled (after sending the PUSH_ACKs of frames already
 /// stored, for up to [`SHUTDOWN_GRACE`]) or when the [`Radio`]'s event receiver is dropped.
@@ -87,12 +103,10 @@ pub async fn spawn(
     config: SemtechUdpConfig,
     shutdown: CancellationToken,
 ) -> Result<(Radio, SemtechUdpHandle), GwmpError> {
-    let socket = UdpSocket::bind(config.bind)
-        .await
-        .map_err(|source| GwmpError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+    let socket = bind(config.bind).map_err(|source| GwmpError::Bind {
+        addr: config.bind,
+        source,
+    })?;
     let local_addr = socket.local_addr().map_err(|source| GwmpError::Bind {
         addr: config.bind,
         source,

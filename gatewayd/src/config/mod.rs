@@ -32,7 +32,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or a value has the wrong type or an unknown key.
-    #[error("{file}:{line}:{column}: key `{key}`: {message}")]
+    #[error("{file}:{line}:{column}: {}{message}", key_prefix(key))]
     Parse {
         /// The file.
         file: PathBuf,
@@ -40,7 +40,7 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column.
         column: usize,
-        /// The dotted key.
+        /// The dotted key (empty for a syntax error outside any key).
         key: String,
         /// What is wrong.
         message: String,
@@ -72,6 +72,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// `[uplink]`
     pub uplink: UplinkConfig,
+    /// `[gps]`
+    pub gps: GpsSettings,
     /// `[log] level`
     pub log_level: log::LevelFilter,
 }
@@ -100,6 +102,19 @@ pub struct GatewayConfig {
     pub stats_interval: Duration,
     /// Fixed location, used when there is no GPS fix.
     pub location: Option<Location>,
+    /// The regulatory guard's settings: antenna gain, cable loss, sub-band, Japan rules.
+    pub guard: crate::guard::GuardConfig,
+}
+
+/// `[gps]`
+#[derive(Debug, Clone)]
+pub struct GpsSettings {
+    /// Serial device of the GNSS module; `None`: no GPS, the configured location is used.
+    pub device: Option<PathBuf>,
+    /// Baud rate.
+    pub baud: u32,
+    /// No valid sentence for this long: the GPS is stale.
+    pub stale_after: Duration,
 }
 
 /// `[radio]`: which backend and its settings.
@@ -107,6 +122,8 @@ pub struct GatewayConfig {
 pub enum RadioConfig {
     /// A concentrator's packet forwarder over Semtech UDP.
     SemtechUdp(SemtechUdpConfig),
+    /// A single-channel SX126x/SX127x transceiver on SPI + GPIO, driven through lora-phy.
+    LoraPhy(Box<drivers::lora_phy::config::LoraPhySettings>),
 }
 
 /// `[radio.semtech_udp]`
@@ -247,7 +264,7 @@ fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
         let key = match unknown_field(&message) {
             Some(field) if path == "." || path.is_empty() => field.to_string(),
             Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
-            None if path == "." => "(top level)".to_string(),
+            None if path == "." => String::new(),
             _ => path,
         };
         ConfigError::Parse {
@@ -258,6 +275,14 @@ fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
             message,
         }
     })
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("key `{key}`: ")
+    }
 }
 
 fn unknown_field(message: &str) -> Option<&str> {
@@ -342,7 +367,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         g.id.as_deref()
             .map(|s| s.parse::<Eui64>().map_err(|m| b.invalid("gateway.id", m)))
             .transpose()?;
-    if !REGIONS.contains(&g.region.as_str()) {
+    let Some(region) = crate::region::Region::by_name(&g.region) else {
         return Err(b.invalid(
             "gateway.region",
             format!(
@@ -350,6 +375,27 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
                 g.region,
                 REGIONS.join(", ")
             ),
+        ));
+    };
+    if !(-10.0..=30.0).contains(&g.antenna_gain) {
+        return Err(b.invalid("gateway.antenna_gain", "must be within -10..=30 dBi"));
+    }
+    if !(0.0..=30.0).contains(&g.cable_loss) {
+        return Err(b.invalid("gateway.cable_loss", "must be within 0..=30 dB"));
+    }
+    match g.sub_band {
+        Some(_) if !region.has_sub_bands() => {
+            return Err(b.invalid("gateway.sub_band", format!("{} has no sub-bands", g.region)))
+        }
+        Some(sb) if !(1..=8).contains(&sb) => {
+            return Err(b.invalid("gateway.sub_band", "must be 1..=8"))
+        }
+        _ => {}
+    }
+    if g.japan && g.region != "AS923-1" {
+        return Err(b.invalid(
+            "gateway.japan",
+            "Japan's rules apply only with region AS923-1",
         ));
     }
     if g.stats_interval_secs == 0 {
@@ -378,6 +424,14 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         state_dir: state_dir.clone(),
         stats_interval: Duration::from_secs(g.stats_interval_secs),
         location,
+        guard: crate::guard::GuardConfig {
+            antenna_gain_dbi: g.antenna_gain,
+            cable_loss_db: g.cable_loss,
+            sub_band: g.sub_band,
+            japan: g.japan,
+            downlink_dwell: g.downlink_dwell,
+            ..Default::default()
+        },
     };
 
     let radio = match raw.radio.kind.as_str() {
@@ -395,10 +449,56 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
                 })?;
             RadioConfig::SemtechUdp(SemtechUdpConfig { bind })
         }
+        "sx126x" | "sx127x" => {
+            let section = format!("radio.{}", raw.radio.kind);
+            let settings = match (
+                raw.radio.kind.as_str(),
+                &raw.radio.sx126x,
+                &raw.radio.sx127x,
+            ) {
+                ("sx126x", Some(c), _) => c.validate(&section),
+                ("sx127x", _, Some(c)) => c.validate(&section),
+                _ => {
+                    return Err(b.invalid(
+                        &section,
+                        format!(
+                            "radio.kind = {:?} needs a [{section}] table",
+                            raw.radio.kind
+                        ),
+                    ))
+                }
+            }
+            .map_err(|e| b.invalid(&e.key, e.message))?;
+            let ch = &settings.channel;
+            let uplink = crate::region::Direction::Uplink;
+            if !region.is_channel_allowed(u64::from(ch.freq_hz), ch.bw_hz, uplink, g.sub_band) {
+                return Err(b.invalid(
+                    &format!("{section}.frequency_hz"),
+                    format!(
+                        "{} Hz with {} kHz bandwidth is not an uplink channel of {}",
+                        ch.freq_hz,
+                        ch.bw_hz / 1000,
+                        g.region
+                    ),
+                ));
+            }
+            if id.is_none() {
+                return Err(b.invalid(
+                    "gateway.id",
+                    format!(
+                        "required with radio.kind = {:?} (only a packet forwarder announces one)",
+                        raw.radio.kind
+                    ),
+                ));
+            }
+            RadioConfig::LoraPhy(Box::new(settings))
+        }
         other => {
             return Err(b.invalid(
                 "radio.kind",
-                format!("unknown radio kind {other:?}; supported: \"semtech_udp\""),
+                format!(
+                "unknown radio kind {other:?}; supported: \"semtech_udp\", \"sx126x\", \"sx127x\""
+            ),
             ))
         }
     };
@@ -444,6 +544,20 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         )
     })?;
 
+    let gps = GpsSettings {
+        device: b.opt_path("gps.device", &raw.gps.device)?,
+        baud: match raw.gps.baud {
+            4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 => raw.gps.baud,
+            other => {
+                return Err(b.invalid("gps.baud", format!("{other} is not a standard baud rate")))
+            }
+        },
+        stale_after: match raw.gps.stale_after_secs {
+            1..=600 => Duration::from_secs(raw.gps.stale_after_secs),
+            _ => return Err(b.invalid("gps.stale_after_secs", "must be within 1..=600")),
+        },
+    };
+
     Ok(Config {
         source: file.to_path_buf(),
         gateway,
@@ -451,6 +565,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         mqtt,
         outbox,
         uplink,
+        gps,
         log_level,
     })
 }

@@ -11,7 +11,27 @@ pub struct RawConfig {
     pub mqtt: RawMqtt,
     pub outbox: RawOutbox,
     pub uplink: RawUplink,
+    pub gps: RawGps,
     pub log: RawLog,
+}
+
+/// `[gps]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGps {
+    pub device: Option<String>,
+    pub baud: u32,
+    pub stale_after_secs: u64,
+}
+
+impl Default for RawGps {
+    fn default() -> Self {
+        RawGps {
+            device: None,
+            baud: 9600,
+            stale_after_secs: 5,
+        }
+    }
 }
 
 /// `[gateway]`
@@ -23,6 +43,11 @@ pub struct RawGateway {
     pub state_dir: String,
     pub stats_interval_secs: u64,
     pub location: Option<RawLocation>,
+    pub antenna_gain: f32,
+    pub cable_loss: f32,
+    pub sub_band: Option<u8>,
+    pub japan: bool,
+    pub downlink_dwell: bool,
 }
 
 impl Default for RawGateway {
@@ -33,6 +58,11 @@ impl Default for RawGateway {
             state_dir: "/var/lib/gatewayd".into(),
             stats_interval_secs: 30,
             location: None,
+            antenna_gain: 0.0,
+            cable_loss: 0.0,
+            sub_band: None,
+            japan: false,
+            downlink_dwell: false,
         }
     }
 }
@@ -53,6 +83,8 @@ pub struct RawLocation {
 pub struct RawRadio {
     pub kind: String,
     pub semtech_udp: RawSemtechUdp,
+    pub sx126x: Option<drivers::lora_phy::config::Sx126xConfig>,
+    pub sx127x: Option<drivers::lora_phy::config::Sx127xConfig>,
 }
 
 impl Default for RawRadio {
@@ -60,6 +92,8 @@ impl Default for RawRadio {
         RawRadio {
             kind: "semtech_udp".into(),
             semtech_udp: RawSemtechUdp::default(),
+            sx126x: None,
+            sx127x: None,
         }
     }
 }

@@ -182,3 +182,76 @@ fn shipped_example_config_is_valid_and_documents_every_key() {
     assert!(c.gateway.location.is_some());
     assert_eq!(c.mqtt.username.as_deref(), Some("gateway"));
 }
+
+#[test]
+fn sx126x_radio_with_a_board_profile() {
+    let c = parse(
+        "[gateway]\nid = \"0102030405060708\"\n[radio]\nkind = \"sx126x\"\n\
+         [radio.sx126x]\nboard = \"waveshare-sx1262-hat\"\nfrequency_hz = 868100000\n",
+    )
+    .unwrap();
+    match c.radio {
+        RadioConfig::LoraPhy(s) => assert_eq!(s.channel.freq_hz, 868_100_000),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sx126x_errors_name_their_key() {
+    let base = "[gateway]\nid = \"0102030405060708\"\n[radio]\nkind = \"sx126x\"\n";
+    let e = err(&format!(
+        "{base}[radio.sx126x]\nboard = \"no-such-board\"\n"
+    ));
+    assert!(e.contains("radio.sx126x.board"), "{e}");
+    let e = err(&format!(
+        "{base}[radio.sx126x]\nboard = \"waveshare-sx1262-hat\"\nbusy_pin = 4000\n"
+    ));
+    assert!(e.contains("radio.sx126x.busy_pin"), "{e}");
+    let e = err(&format!(
+        "{base}[radio.sx126x]\nboard = \"waveshare-sx1262-hat\"\nbusy_pn = 4\n"
+    ));
+    assert!(e.contains("radio.sx126x.busy_pn"), "{e}");
+    let e = err(base);
+    assert!(e.contains("key `radio.sx126x`"), "{e}");
+    let e = err(
+        "[radio]\nkind = \"sx126x\"\n[radio.sx126x]\nboard = \"waveshare-sx1262-hat\"\nfrequency_hz = 868100000\n",
+    );
+    assert!(e.contains("key `gateway.id`"), "{e}");
+}
+
+#[test]
+fn sx126x_channel_outside_the_region_is_rejected() {
+    let e = err(
+        "[gateway]\nid = \"0102030405060708\"\n[radio]\nkind = \"sx126x\"\n\
+         [radio.sx126x]\nboard = \"waveshare-sx1262-hat\"\nfrequency_hz = 915000000\n",
+    );
+    assert!(e.contains("key `radio.sx126x.frequency_hz`"), "{e}");
+    assert!(e.contains("EU868"), "{e}");
+}
+
+#[test]
+fn guard_and_gps_keys() {
+    let c = parse(
+        "[gateway]\nregion = \"US915\"\nantenna_gain = 3.0\ncable_loss = 1.0\nsub_band = 2\n\
+         [gps]\ndevice = \"/dev/ttyAMA0\"\nbaud = 9600\n",
+    )
+    .unwrap();
+    assert_eq!(c.gateway.guard.sub_band, Some(2));
+    assert_eq!(c.gateway.guard.antenna_gain_dbi, 3.0);
+    assert_eq!(c.gps.device, Some(PathBuf::from("/dev/ttyAMA0")));
+    for (text, key) in [
+        ("[gateway]\nsub_band = 2", "gateway.sub_band"),
+        (
+            "[gateway]\nregion = \"US915\"\nsub_band = 9",
+            "gateway.sub_band",
+        ),
+        ("[gateway]\njapan = true", "gateway.japan"),
+        ("[gateway]\nantenna_gain = 99.0", "gateway.antenna_gain"),
+        ("[gateway]\ncable_loss = -1.0", "gateway.cable_loss"),
+        ("[gps]\nbaud = 1234", "gps.baud"),
+        ("[gps]\nstale_after_secs = 0", "gps.stale_after_secs"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(&format!("key `{key}`")), "{text:?} -> {e}");
+    }
+}

@@ -1,5 +1,9 @@
-//! Shared test harness for gatewayd's integration tests: a real Mosquitto broker and an MQTT
-//! subscriber. Use with `mod support;` in a test file.
+//! Shared test harness of gatewayd's integration tests: a real Mosquitto broker (the same
+//! launcher the demo uses), MQTT subscribers, the real `gatewayd` binary and a GWMP packet
+//! forwarder. Use with `mod support;` in a test file.
 #![allow(dead_code)]
 
+#[path = "../../../tools/src/broker.rs"]
+pub mod broker;
+pub mod daemon;
 pub mod mosquitto;

@@ -1,0 +1,275 @@
+//! The pipeline task: moves frames from the radio through the filter into the outbox, releases
+//! the radio's acknowledgement once stored, and emits gateway stats every interval.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use drivers::radio::{CrcStatus, Eui64, RadioEvent, RxFrame, StoreAck};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::filter::{DropReason, UplinkFilter, Verdict};
+use crate::chirpstack::{self, StatsCounters};
+use crate::config::UplinkConfig;
+use crate::mqtt::topic;
+use crate::outbox::{Class, NewMessage, OutboxHandle};
+use crate::position::{since_gps_epoch, Whereabouts};
+use drivers::ratelimit::RateLimiter;
+
+/// Cumulative counters, read by status and metrics.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    /// Frames received from the radio.
+    pub received: AtomicU64,
+    /// Frames with a good CRC.
+    pub crc_ok: AtomicU64,
+    /// Frames stored for forwarding.
+    pub forwarded: AtomicU64,
+    /// Proprietary frames handed to proof of coverage.
+    pub proprietary: AtomicU64,
+    /// Frames dropped, by [`DropReason`] (index in [`DropReason::ALL`]).
+    pub dropped: [AtomicU64; 7],
+    /// Batches the outbox failed to store (their acknowledgement was withheld).
+    pub store_failures: AtomicU64,
+    /// Stats messages stored.
+    pub stats_sent: AtomicU64,
+}
+
+impl PipelineCounters {
+    /// Dropped count for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        let i = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.dropped[i].load(Ordering::Relaxed)
+    }
+}
+
+/// Settings of the pipeline task.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// CRC policy, filters, de-duplication.
+    pub uplink: UplinkConfig,
+    /// Configured gateway id (else the one the radio announces).
+    pub gateway: Option<Eui64>,
+    /// MQTT topic prefix.
+    pub topic_prefix: String,
+    /// Encode as JSON instead of protobuf.
+    pub json: bool,
+    /// Uplinks not sent within this time are dropped.
+    pub uplink_expiry: Option<Duration>,
+    /// Stats not sent within this time are dropped.
+    pub stats_expiry: Option<Duration>,
+    /// Stats interval.
+    pub stats_interval: Duration,
+}
+
+/// The pipeline task's state.
+pub struct Pipeline {
+    config: PipelineConfig,
+    filter: UplinkFilter,
+    outbox: OutboxHandle,
+    gateway_tx: watch::Sender<Option<Eui64>>,
+    whereabouts: Whereabouts,
+    counters: Arc<PipelineCounters>,
+    interval: StatsCounters,
+    proprietary: Option<mpsc::Sender<RxFrame>>,
+    stores: JoinSet<()>,
+    warn_limit: RateLimiter,
+}
+
+impl Pipeline {
+    /// A pipeline; `gateway_tx` publishes the gateway id once known (config or announced).
+    pub fn new(
+        config: PipelineConfig,
+        outbox: OutboxHandle,
+        gateway_tx: watch::Sender<Option<Eui64>>,
+        whereabouts: Whereabouts,
+        proprietary: Option<mpsc::Sender<RxFrame>>,
+    ) -> Pipeline {
+        if let Some(id) = config.gateway {
+            gateway_tx.send_replace(Some(id));
+        }
+        Pipeline {
+            filter: UplinkFilter::new(config.uplink.clone()),
+            config,
+            outbox,
+            gateway_tx,
+            whereabouts,
+            counters: Arc::new(PipelineCounters::default()),
+            interval: StatsCounters::default(),
+            proprietary,
+            stores: JoinSet::new(),
+            warn_limit: RateLimiter::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// The cumulative counters.
+    pub fn counters(&self) -> Arc<PipelineCounters> {
+        self.counters.clone()
+    }
+
+    /// Run until the radio's event stream ends, then wait for pending stores.
+    pub async fn run(mut self, mut events: mpsc::Receiver<RadioEvent>) {
+        let mut tick = tokio::time::interval(self.config.stats_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => break,
+                },
+                _ = tick.tick() => self.emit_stats(),
+                Some(_) = self.stores.join_next(), if !self.stores.is_empty() => {}
+            }
+        }
+        while self.stores.join_next().await.is_some() {}
+    }
+
+    fn gateway(&mut self, announced: Option<Eui64>) -> Option<Eui64> {
+        if let Some(id) = self.config.gateway {
+            return Some(id);
+        }
+        if let Some(id) = announced {
+            if *self.gateway_tx.borrow() != Some(id) {
+                log::info!("gateway id {id} announced by the radio");
+                self.gateway_tx.send_replace(Some(id));
+            }
+            return Some(id);
+        }
+        *self.gateway_tx.borrow()
+    }
+
+    fn on_event(&mut self, event: RadioEvent) {
+        match event {
+            RadioEvent::Uplinks {
+                gateway,
+                frames,
+                ack,
+            } => self.on_uplinks(gateway, frames, ack),
+            RadioEvent::Announce(id) => {
+                self.gateway(Some(id));
+            }
+            RadioEvent::Stats { gateway, .. } => {
+                // The daemon emits its own stats every interval; the radio's only name it.
+                self.gateway(gateway);
+            }
+            RadioEvent::Health(h) => log::info!("radio health: {h:?}"),
+        }
+    }
+
+    fn on_uplinks(&mut self, announced: Option<Eui64>, frames: Vec<RxFrame>, ack: StoreAck) {
+        let Some(gateway) = self.gateway(announced) else {
+            if self
+                .warn_limit
+                .check("no_gateway_id", Instant::now())
+                .is_some()
+            {
+                log::warn!("uplinks received before the gateway id is known: set gateway.id");
+            }
+            ack.rejected();
+            return;
+        };
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let location = self.whereabouts.location();
+        let gps_now = self.whereabouts.gps_time(now);
+        let up_topic = topic(&self.config.topic_prefix, gateway, "event/up");
+        let mut msgs = Vec::with_capacity(frames.len());
+        for mut frame in frames {
+            // A radio without its own clock (SPI, simulated) gets the hotspot's GPS time.
+            if frame.meta.time.is_none() {
+                if let Some(t) = gps_now {
+                    frame.meta.time = Some(t);
+                    frame.meta.gps_time = since_gps_epoch(t);
+                }
+            }
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+            self.interval.rx_received += 1;
+            if frame.meta.crc == CrcStatus::Ok {
+                self.counters.crc_ok.fetch_add(1, Ordering::Relaxed);
+                self.interval.rx_ok += 1;
+            }
+            let freq = u32::try_from(frame.meta.freq_hz).unwrap_or(u32::MAX);
+            *self.interval.rx_per_frequency.entry(freq).or_default() += 1;
+            match self.filter.classify(now, &frame) {
+                Verdict::Forward(_) => {
+                    let uplink_id: u32 = rand::random();
+                    let up =
+                        chirpstack::uplink_frame(gateway, &frame, uplink_id, location.as_ref());
+                    msgs.push(NewMessage {
+                        class: Class::Uplink,
+                        topic: up_topic.clone(),
+                        payload: chirpstack::encode(&up, self.config.json),
+                        expires_at: self.config.uplink_expiry.map(|d| wall + d),
+                    });
+                }
+                Verdict::Proprietary => {
+                    self.counters.proprietary.fetch_add(1, Ordering::Relaxed);
+                    if let Some(tx) = &self.proprietary {
+                        let _ = tx.try_send(frame);
+                    }
+                }
+                Verdict::Drop(reason) => {
+                    let i = DropReason::ALL
+                        .iter()
+                        .position(|r| *r == reason)
+                        .unwrap_or(0);
+                    self.counters.dropped[i].fetch_add(1, Ordering::Relaxed);
+                    log::debug!("uplink dropped: {}", reason.label());
+                }
+            }
+        }
+        if msgs.is_empty() {
+            ack.stored();
+            return;
+        }
+        let n = msgs.len() as u64;
+        let outbox = self.outbox.clone();
+        let counters = self.counters.clone();
+        self.stores.spawn(async move {
+            match outbox.store(msgs).await {
+                Ok(()) => {
+                    counters.forwarded.fetch_add(n, Ordering::Relaxed);
+                    ack.stored();
+                }
+                Err(e) => {
+                    counters.store_failures.fetch_add(1, Ordering::Relaxed);
+                    log::error!("could not store {n} uplinks: {e}");
+                    ack.rejected();
+                }
+            }
+        });
+    }
+
+    fn emit_stats(&mut self) {
+        let Some(gateway) = *self.gateway_tx.borrow() else {
+            return;
+        };
+        let counters = std::mem::take(&mut self.interval);
+        let location = self.whereabouts.location();
+        let wall = SystemTime::now();
+        let stats =
+            chirpstack::gateway_stats(gateway, wall, &counters, location.as_ref(), HashMap::new());
+        let msg = NewMessage {
+            class: Class::Stats,
+            topic: topic(&self.config.topic_prefix, gateway, "event/stats"),
+            payload: chirpstack::encode(&stats, self.config.json),
+            expires_at: self.config.stats_expiry.map(|d| wall + d),
+        };
+        let outbox = self.outbox.clone();
+        let sent = self.counters.clone();
+        self.stores.spawn(async move {
+            match outbox.store(vec![msg]).await {
+                Ok(()) => {
+                    sent.stats_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => log::warn!("could not store gateway stats: {e}"),
+            }
+        });
+    }
+}

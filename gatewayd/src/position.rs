@@ -1,0 +1,144 @@
+//! Where and when the hotspot is: the GPS fix when there is one, else the configured location;
+//! GPS time only while the GPS has a fix. Read by the pipeline (uplink metadata), stats and
+//! proof of coverage; cheap to clone.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use drivers::gps::{GpsState, GpsStatus};
+use tokio::sync::watch;
+
+use crate::chirpstack::{LocationSource, SourcedLocation};
+use crate::config::Location;
+
+/// GPS epoch (1980-01-06) as seconds since the Unix epoch.
+pub const GPS_EPOCH_UNIX_SECS: u64 = 315_964_800;
+/// GPS − UTC in seconds (leap seconds since 1980; unchanged since 2017).
+pub const GPS_LEAP_SECONDS: u64 = 18;
+
+/// The hotspot's location and time sources.
+#[derive(Debug, Clone)]
+pub struct Whereabouts {
+    fixed: Option<Location>,
+    gps: Option<watch::Receiver<GpsState>>,
+}
+
+impl Whereabouts {
+    /// From the configured location and, when a GPS is configured, its state.
+    pub fn new(fixed: Option<Location>, gps: Option<watch::Receiver<GpsState>>) -> Whereabouts {
+        Whereabouts { fixed, gps }
+    }
+
+    /// The GPS state, when a GPS is configured.
+    pub fn gps_state(&self) -> Option<GpsState> {
+        self.gps.as_ref().map(|rx| rx.borrow().clone())
+    }
+
+    /// The best location: the GPS fix, else the configured one.
+    pub fn location(&self) -> Option<SourcedLocation> {
+        if let Some(state) = &self.gps {
+            let s = state.borrow();
+            if let (GpsStatus::Fix, Some(p)) = (s.status, &s.position) {
+                return Some(SourcedLocation {
+                    location: Location {
+                        latitude: p.latitude,
+                        longitude: p.longitude,
+                        altitude: p.altitude.unwrap_or(0.0),
+                    },
+                    source: LocationSource::Gps,
+                });
+            }
+        }
+        self.fixed.map(|location| SourcedLocation {
+            location,
+            source: LocationSource::Config,
+        })
+    }
+
+    /// UTC from the GPS at `now`, only while it has a fix.
+    pub fn gps_time(&self, now: Instant) -> Option<SystemTime> {
+        let state = self.gps.as_ref()?;
+        let s = state.borrow();
+        if s.status != GpsStatus::Fix {
+            return None;
+        }
+        s.time.as_ref().map(|t| t.at(now))
+    }
+}
+
+/// Time since the GPS epoch of a UTC instant (GPS time has no leap seconds).
+pub fn since_gps_epoch(utc: SystemTime) -> Option<Duration> {
+    let unix = utc.duration_since(UNIX_EPOCH).ok()?;
+    unix.checked_sub(Duration::from_secs(GPS_EPOCH_UNIX_SECS))
+        .map(|d| d + Duration::from_secs(GPS_LEAP_SECONDS))
+}
+
+#[cfg(test)]
+mod tests {
+    use drivers::gps::{GpsTime, Position};
+
+    use super::*;
+
+    fn fixed() -> Location {
+        Location {
+            latitude: 1.0,
+            longitude: 2.0,
+            altitude: 3.0,
+        }
+    }
+
+    #[test]
+    fn config_location_without_gps() {
+        let w = Whereabouts::new(Some(fixed()), None);
+        let l = w.location().unwrap();
+        assert_eq!(l.source, LocationSource::Config);
+        assert_eq!(l.location, fixed());
+        assert_eq!(w.gps_time(Instant::now()), None);
+        assert!(Whereabouts::new(None, None).location().is_none());
+    }
+
+    #[test]
+    fn gps_fix_wins_and_gives_time_only_with_a_fix() {
+        let now = Instant::now();
+        let utc = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let fix = GpsState {
+            status: GpsStatus::Fix,
+            position: Some(Position {
+                latitude: 52.0,
+                longitude: 4.0,
+                altitude: Some(10.0),
+                satellites: Some(9),
+                hdop: Some(0.9),
+            }),
+            time: Some(GpsTime { utc, observed: now }),
+            last_sentence: Some(now),
+        };
+        let (tx, rx) = watch::channel(fix.clone());
+        let w = Whereabouts::new(Some(fixed()), Some(rx));
+        let l = w.location().unwrap();
+        assert_eq!(l.source, LocationSource::Gps);
+        assert_eq!(l.location.latitude, 52.0);
+        assert_eq!(
+            w.gps_time(now + Duration::from_secs(2)),
+            Some(utc + Duration::from_secs(2))
+        );
+        tx.send_replace(GpsState {
+            status: GpsStatus::Stale,
+            ..fix
+        });
+        assert_eq!(w.location().unwrap().source, LocationSource::Config);
+        assert_eq!(w.gps_time(now), None);
+    }
+
+    #[test]
+    fn gps_epoch_conversion() {
+        // 2013-03-31T16:21:17Z is 1_048_782_095 s after the GPS epoch (16 leap seconds then;
+        // the constant is today's 18).
+        let utc = UNIX_EPOCH + Duration::from_secs(1_364_746_877);
+        let d = since_gps_epoch(utc).unwrap();
+        assert_eq!(
+            d.as_secs(),
+            1_364_746_877 - GPS_EPOCH_UNIX_SECS + GPS_LEAP_SECONDS
+        );
+        assert!(since_gps_epoch(UNIX_EPOCH).is_none());
+    }
+}

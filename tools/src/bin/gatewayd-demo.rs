@@ -1,0 +1,157 @@
+//! `gatewayd-demo`: gatewayd with no hardware. Starts a Mosquitto on loopback (or uses
+//! `--mqtt`), runs the daemon in-process with embedded defaults and a temporary state
+//! directory, feeds it simulated traffic, and prints every uplink a subscriber receives.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chirpstack_api::gw;
+use chirpstack_api::prost::Message as _;
+use clap::Parser;
+use gatewayd::config::Config;
+use gatewayd_tools::broker::{free_port, Mosquitto};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(about = "Run gatewayd with simulated traffic and show uplinks arriving over MQTT")]
+struct Args {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Uplinks per second from the simulated devices.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    /// Number of simulated devices.
+    #[arg(long, default_value_t = 20)]
+    devices: u32,
+    /// Use this broker (host:port) instead of starting a Mosquitto.
+    #[arg(long)]
+    mqtt: Option<String>,
+}
+
+const GATEWAY: &str = "0016c001ff10a235";
+
+fn demo_config(state_dir: &std::path::Path, udp: SocketAddr, mqtt: &str) -> anyhow::Result<Config> {
+    let text = format!(
+        "[gateway]\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 10\n\
+         [gateway.location]\nlatitude = 52.3702\nlongitude = 4.8952\naltitude = 5.0\n\
+         [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"{udp}\"\n\
+         [mqtt]\nserver = \"tcp://{mqtt}\"\ntopic_prefix = \"eu868\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n",
+        state = state_dir.display().to_string(),
+    );
+    Ok(Config::from_toml(&text, &state_dir.join("gatewayd.toml"))?)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    gatewayd::logging::init(log::LevelFilter::Info);
+    let mut _broker = None;
+    let mqtt = match &args.mqtt {
+        Some(m) => m.clone(),
+        None => {
+            let b = Mosquitto::try_start(false).map_err(anyhow::Error::msg)?;
+            let addr = b.addr();
+            println!("demo: started mosquitto on {addr}");
+            _broker = Some(b);
+            addr
+        }
+    };
+    let state = tempfile::tempdir()?;
+    let udp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let config = demo_config(state.path(), udp, &mqtt)?;
+    println!(
+        "demo: gatewayd state in {}, Semtech UDP on {udp}",
+        state.path().display()
+    );
+
+    let printer = print_uplinks(&mqtt).await?;
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(gatewayd::daemon::run(config, shutdown.clone()));
+    let forwarder = tokio::spawn(gatewayd_tools::forwarder::run(
+        udp,
+        gatewayd_tools::parse_eui(GATEWAY)?,
+        args.devices,
+        args.rate,
+        shutdown.clone(),
+    ));
+
+    let stop = async {
+        match args.duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = stop => {}
+        r = tokio::signal::ctrl_c() => { r.ok(); }
+    }
+    println!("demo: stopping");
+    shutdown.cancel();
+    let sent = forwarder.await.context("forwarder")?;
+    daemon.await.context("daemon task")??;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    printer.abort();
+    println!("demo: the simulated packet forwarder sent {sent} uplinks");
+    Ok(())
+}
+
+/// Subscribe to every uplink and print one line each.
+async fn print_uplinks(mqtt: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (host, port) = mqtt.rsplit_once(':').context("--mqtt is host:port")?;
+    let mut opts = MqttOptions::new(
+        format!("gatewayd-demo-{}", std::process::id()),
+        host,
+        port.parse::<u16>()?,
+    );
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    client
+        .subscribe("eu868/gateway/+/event/+", QoS::AtLeastOnce)
+        .await?;
+    client
+        .subscribe("eu868/gateway/+/state/conn", QoS::AtLeastOnce)
+        .await?;
+    let started = Instant::now();
+    Ok(tokio::spawn(async move {
+        let _client = client;
+        let mut n = 0u64;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let t = started.elapsed().as_secs_f64();
+                    if p.topic.ends_with("/event/up") {
+                        if let Ok(up) = gw::UplinkFrame::decode(p.payload.as_ref()) {
+                            n += 1;
+                            println!(
+                                "{t:7.2}s  uplink #{n:<4} {}",
+                                gatewayd_tools::describe_uplink(&up)
+                            );
+                        }
+                    } else if p.topic.ends_with("/event/stats") {
+                        if let Ok(s) = gw::GatewayStats::decode(p.payload.as_ref()) {
+                            println!(
+                                "{t:7.2}s  stats     gateway {} received {} ok {}",
+                                s.gateway_id, s.rx_packets_received, s.rx_packets_received_ok
+                            );
+                        }
+                    } else if p.topic.ends_with("/state/conn") {
+                        if let Ok(c) = gw::ConnState::decode(p.payload.as_ref()) {
+                            println!(
+                                "{t:7.2}s  state     gateway {} {:?}",
+                                c.gateway_id,
+                                c.state()
+                            );
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }))
+}
