@@ -20,3 +20,4 @@ pub mod lorawan;
 pub mod mqtt;
 pub mod outbox;
 pub mod pipeline;
+pub mod service;
