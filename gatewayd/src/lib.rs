@@ -25,3 +25,4 @@ pub mod outbox;
 pub mod pipeline;
 pub mod position;
 pub mod region;
+pub mod service;

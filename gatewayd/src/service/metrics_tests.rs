@@ -1,0 +1,156 @@
+//! Tests of the metrics exposition and its HTTP server (real TCP on 127.0.0.1:0).
+
+use super::*;
+use crate::service::status::tests::sample;
+use std::collections::BTreeMap;
+
+/// Parse exposition text into `name{labels}` → value, checking that every sample's
+/// metric has HELP and TYPE lines before it.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut helped = std::collections::HashSet::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut p = rest.split(' ');
+            let name = p.next().unwrap().to_owned();
+            assert!(matches!(p.next(), Some("gauge" | "counter")), "{line}");
+            typed.insert(name);
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect(line);
+            let name = series.split('{').next().unwrap();
+            assert!(typed.contains(name) && helped.contains(name), "{line}");
+            if name.ends_with("_total") {
+                assert!(text.contains(&format!("# TYPE {name} counter")));
+            }
+            samples.insert(series.to_owned(), value.parse::<f64>().expect(line));
+        }
+    }
+    samples
+}
+
+#[test]
+fn every_figure_has_a_conventional_name() {
+    let m = parse(&render_metrics(&sample()));
+    assert_eq!(m["gatewayd_build_info{version=\"0.1.0\"}"], 1.0);
+    assert_eq!(m["gatewayd_uptime_seconds"], 93_784.0);
+    assert_eq!(m["gatewayd_radio_up{backend=\"semtech_udp\"}"], 1.0);
+    assert_eq!(m["gatewayd_mqtt_connected"], 0.0);
+    assert_eq!(m["gatewayd_outbox_messages"], 42.0);
+    assert_eq!(m["gatewayd_outbox_oldest_message_age_seconds"], 75.0);
+    assert_eq!(m["gatewayd_uplinks_received_total"], 1234.0);
+    assert_eq!(m["gatewayd_uplinks_last_hour"], 17.0);
+    assert_eq!(m["gatewayd_beacons_sent_total"], 3.0);
+    assert_eq!(m["gatewayd_last_beacon_age_seconds"], 3600.0);
+    assert_eq!(m["gatewayd_witnesses_total"], 5.0);
+    assert_eq!(m["gatewayd_duty_cycle_used_ratio{band=\"g1\"}"], 0.125);
+    assert_eq!(m["gatewayd_gps_fix"], 1.0);
+    assert_eq!(m["gatewayd_gps_satellites"], 7.0);
+    assert!(
+        !m.contains_key("gatewayd_last_witness_age_seconds"),
+        "unknown is absent"
+    );
+}
+
+#[test]
+fn unknown_figures_are_absent_and_labels_escaped() {
+    let s = StatusSnapshot {
+        version: "1\"\\\n".into(),
+        ..Default::default()
+    };
+    let text = render_metrics(&s);
+    assert!(
+        text.contains(r#"gatewayd_build_info{version="1\"\\\n"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("gatewayd_outbox_messages"));
+    assert!(!text.contains("gatewayd_mqtt_connected"));
+}
+
+#[test]
+fn routing() {
+    assert_eq!(
+        route("GET /metrics HTTP/1.1"),
+        Route::Metrics { body: true }
+    );
+    assert_eq!(
+        route("GET /metrics?x=1 HTTP/1.0"),
+        Route::Metrics { body: true }
+    );
+    assert_eq!(
+        route("HEAD /metrics HTTP/1.1"),
+        Route::Metrics { body: false }
+    );
+    assert_eq!(route("GET / HTTP/1.1"), Route::NotFound);
+    assert_eq!(route("POST /metrics HTTP/1.1"), Route::MethodNotAllowed);
+    assert_eq!(route("GET /metrics"), Route::BadRequest);
+    assert_eq!(route("\u{16}\u{3}\u{1} garbage"), Route::BadRequest);
+    assert_eq!(route(""), Route::BadRequest);
+}
+
+async fn request(addr: SocketAddr, raw: &[u8]) -> (String, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = String::from_utf8(resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn a_real_scrape_over_tcp() {
+    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    assert!(addr.ip().is_loopback());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.serve(sample, shutdown.clone()));
+
+    let (head, body) = request(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(len, body.len());
+    let m = parse(&body);
+    assert_eq!(m["gatewayd_outbox_messages"], 42.0);
+    assert_eq!(m["gatewayd_uplinks_received_total"], 1234.0);
+
+    let (head, body) = request(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(body.is_empty());
+    let (head, _) = request(addr, b"GET /other HTTP/1.1\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, _) = request(addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    let (head, _) = request(addr, b"nonsense\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let mut huge = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 10_000));
+    let (head, _) = request(addr, &huge).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    // The server still answers after bad requests.
+    let (head, _) = request(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}

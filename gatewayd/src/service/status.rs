@@ -1,0 +1,367 @@
+//! `gatewayd status`: the daemon answers on a Unix socket in its runtime directory with
+//! one JSON [`StatusSnapshot`]; the command renders it for humans (or prints the JSON).
+//!
+//! Protocol: connect, read JSON until EOF. The client sends nothing.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+/// The socket's file name inside the runtime directory.
+pub const SOCKET_NAME: &str = "status.sock";
+/// The runtime directory when `$RUNTIME_DIRECTORY` is not set.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/gatewayd";
+const MAX_ANSWER: u64 = 1 << 20;
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the daemon knows about itself; `None` for what is not known (yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusSnapshot {
+    /// Daemon version.
+    pub version: String,
+    /// Gateway id (EUI-64, hex).
+    pub gateway_id: Option<String>,
+    /// Seconds since the daemon started.
+    pub uptime_seconds: u64,
+    /// The radio backend.
+    pub radio: Option<RadioStatus>,
+    /// The MQTT link.
+    pub mqtt: Option<MqttStatus>,
+    /// Messages waiting in the outbox.
+    pub outbox_messages: Option<u64>,
+    /// Age of the oldest message in the outbox, seconds.
+    pub outbox_oldest_age_seconds: Option<u64>,
+    /// Uplinks accepted since start.
+    pub uplinks_received_total: Option<u64>,
+    /// Uplinks accepted in the last hour.
+    pub uplinks_last_hour: Option<u64>,
+    /// Beacons transmitted since start.
+    pub beacons_sent_total: Option<u64>,
+    /// Seconds since the last beacon was transmitted.
+    pub last_beacon_age_seconds: Option<u64>,
+    /// Witness reports created since start.
+    pub witnesses_total: Option<u64>,
+    /// Seconds since the last witness report was created.
+    pub last_witness_age_seconds: Option<u64>,
+    /// Duty-cycle use per sub-band.
+    pub duty_cycle: Vec<DutyCycleUse>,
+    /// GPS receiver and position source.
+    pub gps: Option<GpsStatus>,
+}
+
+/// The radio backend's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RadioStatus {
+    /// Backend name: `semtech_udp`, `lora_phy`, `sim`.
+    pub backend: String,
+    /// Whether it is running and delivering frames.
+    pub running: bool,
+    /// Free text, e.g. the forwarder's address or the last error.
+    pub detail: Option<String>,
+}
+
+/// The MQTT link's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MqttStatus {
+    /// Whether the broker session is up.
+    pub connected: bool,
+    /// The broker (host:port).
+    pub broker: String,
+    /// Seconds since the state last changed.
+    pub since_seconds: Option<u64>,
+    /// The last connection error, if disconnected.
+    pub last_error: Option<String>,
+}
+
+/// Duty-cycle use of one sub-band.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DutyCycleUse {
+    /// Sub-band name (e.g. `g1` or `868.0-868.6`).
+    pub band: String,
+    /// Fraction of the band's allowance used in the current window, 0.0..=1.0.
+    pub used_ratio: f64,
+}
+
+/// GPS state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GpsStatus {
+    /// Whether the receiver has a fix.
+    pub fix: bool,
+    /// Satellites in use.
+    pub satellites: Option<u32>,
+    /// Where the position comes from: `gps`, `config` or `none`.
+    pub position_source: String,
+}
+
+/// Errors of the status socket, server or client side.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Nothing listens on the socket.
+    #[error("gatewayd is not running (nothing answers on {0})")]
+    NotRunning(PathBuf),
+    /// The socket exists but this user may not connect.
+    #[error("permission denied on {0}: run as root or as a member of the gatewayd group")]
+    PermissionDenied(PathBuf),
+    /// Another daemon already answers on the socket.
+    #[error("another gatewayd already answers on {0}")]
+    AlreadyRunning(PathBuf),
+    /// Other I/O error.
+    #[error("status socket {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The daemon's answer is not a status snapshot.
+    #[error("bad answer on {0}: {1}")]
+    BadAnswer(PathBuf, String),
+}
+
+/// The socket path for a runtime directory value (`$RUNTIME_DIRECTORY` may list several,
+/// separated by `:`; the first is ours).
+pub fn socket_path_for(runtime_directory: Option<&str>) -> PathBuf {
+    let dir = runtime_directory
+        .and_then(|v| v.split(':').find(|s| !s.is_empty()))
+        .unwrap_or(DEFAULT_RUNTIME_DIR);
+    Path::new(dir).join(SOCKET_NAME)
+}
+
+/// The socket path from `$RUNTIME_DIRECTORY` (set by systemd's `RuntimeDirectory=`) or
+/// `/run/gatewayd`.
+pub fn default_socket_path() -> PathBuf {
+    socket_path_for(std::env::var("RUNTIME_DIRECTORY").ok().as_deref())
+}
+
+/// Ask the daemon listening on `path` for its status (blocking, 5 s timeouts).
+pub fn query(path: &Path) -> Result<StatusSnapshot, StatusError> {
+    use std::io::ErrorKind;
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => {
+            StatusError::NotRunning(path.to_owned())
+        }
+        ErrorKind::PermissionDenied => StatusError::PermissionDenied(path.to_owned()),
+        _ => StatusError::Io(path.to_owned(), e),
+    })?;
+    let io = |e| StatusError::Io(path.to_owned(), e);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let mut buf = Vec::new();
+    stream
+        .take(MAX_ANSWER)
+        .read_to_end(&mut buf)
+        .map_err(|e| StatusError::Io(path.to_owned(), e))?;
+    serde_json::from_slice(&buf).map_err(|e| StatusError::BadAnswer(path.to_owned(), e.to_string()))
+}
+
+/// A bound status socket, not yet serving.
+#[derive(Debug)]
+pub struct StatusServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl StatusServer {
+    /// Bind `path` (mode 0660). A stale socket left by a crash is replaced; a socket on
+    /// which another daemon answers is an error. Must be called inside a tokio runtime.
+    pub fn bind(path: &Path) -> Result<StatusServer, StatusError> {
+        let io = |e| StatusError::Io(path.to_owned(), e);
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(StatusError::AlreadyRunning(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+        Ok(StatusServer {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Answer every connection with `snapshot()` until `shutdown`, then remove the socket.
+    pub async fn serve<F>(self, snapshot: F, shutdown: CancellationToken)
+    where
+        F: Fn() -> StatusSnapshot + Send + Sync + 'static,
+    {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((mut stream, _)) => {
+                        let body = match serde_json::to_vec(&snapshot()) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                log::warn!(target: "status", "cannot encode status: {e}");
+                                continue;
+                            }
+                        };
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(IO_TIMEOUT, async {
+                                stream.write_all(&body).await?;
+                                stream.shutdown().await
+                            })
+                            .await;
+                        });
+                    }
+                    Err(e) => {
+                        log::warn!(target: "status", "accept on {}: {e}", self.path.display());
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Bind `path` and serve `snapshot` until `shutdown` (see [`StatusServer`]).
+pub async fn serve<F>(
+    path: &Path,
+    snapshot: F,
+    shutdown: CancellationToken,
+) -> Result<(), StatusError>
+where
+    F: Fn() -> StatusSnapshot + Send + Sync + 'static,
+{
+    StatusServer::bind(path)?.serve(snapshot, shutdown).await;
+    Ok(())
+}
+
+/// Pretty JSON for `gatewayd status --json`.
+pub fn render_json(s: &StatusSnapshot) -> String {
+    serde_json::to_string_pretty(s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// A short human duration: `42s`, `5m 3s`, `2h 5m`, `3d 4h`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// The human view printed by `gatewayd status`.
+pub fn render(s: &StatusSnapshot) -> String {
+    const UNKNOWN: &str = "unknown";
+    let ago = |v: Option<u64>| {
+        v.map_or_else(
+            || "never".to_owned(),
+            |a| format!("{} ago", human_duration(a)),
+        )
+    };
+    let num = |v: Option<u64>| v.map_or_else(|| UNKNOWN.to_owned(), |n| n.to_string());
+    let mut out = Vec::new();
+    let mut row = |k: &str, v: String| out.push(format!("{k:<16}{v}"));
+    row(
+        "gatewayd",
+        format!(
+            "{} (gateway {})",
+            if s.version.is_empty() {
+                UNKNOWN
+            } else {
+                &s.version
+            },
+            s.gateway_id.as_deref().unwrap_or(UNKNOWN)
+        ),
+    );
+    row("uptime", human_duration(s.uptime_seconds));
+    row(
+        "radio",
+        match &s.radio {
+            None => UNKNOWN.to_owned(),
+            Some(r) => {
+                let state = if r.running { "running" } else { "DOWN" };
+                match &r.detail {
+                    Some(d) => format!("{} {state} ({d})", r.backend),
+                    None => format!("{} {state}", r.backend),
+                }
+            }
+        },
+    );
+    row(
+        "mqtt",
+        match &s.mqtt {
+            None => UNKNOWN.to_owned(),
+            Some(m) => {
+                let mut v = format!(
+                    "{} {}",
+                    if m.connected {
+                        "connected to"
+                    } else {
+                        "DISCONNECTED from"
+                    },
+                    m.broker
+                );
+                if let Some(t) = m.since_seconds {
+                    v.push_str(&format!(" for {}", human_duration(t)));
+                }
+                if let (false, Some(e)) = (m.connected, &m.last_error) {
+                    v.push_str(&format!(": {e}"));
+                }
+                v
+            }
+        },
+    );
+    row(
+        "outbox",
+        match (s.outbox_messages, s.outbox_oldest_age_seconds) {
+            (Some(n), Some(age)) if n > 0 => format!("{n} messages, oldest {}", ago(Some(age))),
+            (Some(n), _) => format!("{n} messages"),
+            (None, _) => UNKNOWN.to_owned(),
+        },
+    );
+    row(
+        "uplinks",
+        format!(
+            "{} in the last hour, {} since start",
+            num(s.uplinks_last_hour),
+            num(s.uplinks_received_total)
+        ),
+    );
+    row("last beacon", ago(s.last_beacon_age_seconds));
+    row("last witness", ago(s.last_witness_age_seconds));
+    row(
+        "duty cycle",
+        if s.duty_cycle.is_empty() {
+            UNKNOWN.to_owned()
+        } else {
+            s.duty_cycle
+                .iter()
+                .map(|d| format!("{} {:.1}%", d.band, d.used_ratio * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    row(
+        "gps",
+        match &s.gps {
+            None => UNKNOWN.to_owned(),
+            Some(g) => {
+                let fix = if g.fix { "fix" } else { "no fix" };
+                match g.satellites {
+                    Some(n) => {
+                        format!("{fix}, {n} satellites, position from {}", g.position_source)
+                    }
+                    None => format!("{fix}, position from {}", g.position_source),
+                }
+            }
+        },
+    );
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+pub(crate) mod tests;
