@@ -78,7 +78,7 @@ impl Mosquitto {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\nlog_dest stderr\n\
+            "listener {} 127.0.0.1\nset_tcp_nodelay true\nallow_anonymous true\nuser root\nlog_dest stderr\n\
              log_type error\nlog_type warning\nlog_type notice\nmax_queued_messages 100000\n",
             self.port
         );

@@ -102,34 +102,51 @@ pub struct Collector {
 
 impl Collector {
     /// Connect to `host:port`, subscribe to `filter` and start recording.
+    /// With `session`, the client id is that name, the session persistent and the
+    /// subscription QoS 1; connecting is retried for 30 s (the broker may be starting).
     pub async fn start(
         addr: &str,
         filter: &str,
         expected: u64,
         start_seq: u64,
         origin: Instant,
+        session: Option<&str>,
     ) -> anyhow::Result<Collector> {
         let (host, port) = addr.rsplit_once(':').context("--mqtt is host:port")?;
         let port: u16 = port.parse().context("--mqtt port")?;
-        let mut opts = MqttOptions::new(format!("gw-load-{}", std::process::id()), host, port);
+        let id = session.map_or_else(|| format!("gw-load-{}", std::process::id()), str::to_string);
+        let mut opts = MqttOptions::new(id, host, port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
+        opts.set_clean_session(session.is_none());
+        opts.set_inflight(u16::MAX);
+        let qos = if session.is_some() {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        };
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-        client.subscribe(filter, QoS::AtMostOnce).await?;
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
+        client.subscribe(filter, qos).await?;
         let state = Arc::new(Mutex::new((
             Collected::default(),
             vec![false; expected as usize],
         )));
         // Wait for the SUBACK so nothing published after we return is missed.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut early = Vec::new();
         loop {
             if Instant::now() > deadline {
-                bail!("no SUBACK from {addr} within 10 s");
+                bail!("no SUBACK from {addr} within 30 s");
             }
             match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
                 Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+                // A persistent session's queued messages may come before the SUBACK.
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => early.push(p),
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => bail!("cannot subscribe at {addr}: {e}"),
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(_) => bail!("no answer from {addr}"),
             }
         }
@@ -182,7 +199,7 @@ impl Collector {
         let mut last_progress = Instant::now();
         loop {
             let n = self.state.lock().map(|g| g.0.unique).unwrap_or(0);
-            if n >= self.expected {
+            if n >= self.expected || timeout.is_zero() {
                 break;
             }
             if n != last_count {

@@ -14,16 +14,28 @@ fn demo_shows_uplinks_flowing_to_mqtt_and_stops() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(60), "demo did not stop by itself");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "demo did not stop by itself"
+    );
     let uplinks = stdout.lines().filter(|l| l.contains("uplink #")).count();
-    assert!(uplinks >= 10, "expected uplinks in the demo output, got {uplinks}:\n{stdout}\n{stderr}");
+    assert!(
+        uplinks >= 10,
+        "expected uplinks in the demo output, got {uplinks}:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("DevAddr 2601"), "{stdout}");
-    assert!(stdout.contains("Online"), "ConnState ONLINE shown: {stdout}");
+    assert!(
+        stdout.contains("Online"),
+        "ConnState ONLINE shown: {stdout}"
+    );
     let sent: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("demo: the simulated packet forwarder sent "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("summary line");
-    assert!(uplinks as u64 <= sent, "more uplinks shown ({uplinks}) than sent ({sent})");
+    assert!(
+        uplinks as u64 <= sent,
+        "more uplinks shown ({uplinks}) than sent ({sent})"
+    );
 }

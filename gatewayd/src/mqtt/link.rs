@@ -137,7 +137,12 @@ impl Link {
         };
         let window = usize::from(self.config.inflight);
         // A fresh client and event loop per attempt: nothing stale is replayed.
-        let (client, eventloop) = AsyncClient::new(options, window + 16);
+        let (client, mut eventloop) = AsyncClient::new(options, window + 16);
+        // Without TCP_NODELAY, Nagle's algorithm holds small publishes back waiting for the
+        // broker's delayed ACK: milliseconds of latency per uplink for nothing.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
         let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
         let _poller = AbortOnDrop(tokio::spawn(poll(eventloop, events_tx)));
         let mut s = Session {
