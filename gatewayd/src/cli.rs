@@ -26,6 +26,12 @@ pub enum Command {
     Run,
     /// Validate the config file and exit: 0 when valid, 1 with the error otherwise.
     CheckConfig,
+    /// Ask the running daemon how it is (over its status socket) and print it.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {

@@ -9,6 +9,10 @@ use gatewayd::config::Config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gatewayd::logging::init(cli.log_level.unwrap_or(log::LevelFilter::Info));
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::Status { json } = command {
+        return status(&cli.config, json);
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -16,12 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
+    match command {
         Command::CheckConfig => {
             println!("{}: configuration is valid", cli.config.display());
             ExitCode::SUCCESS
         }
-        Command::Run => {
+        Command::Status { .. } | Command::Run => {
             gatewayd::logging::set_level(cli.log_level.unwrap_or(config.log_level));
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +34,28 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `gatewayd status`: the socket comes from the config when it loads, else the default.
+fn status(config: &std::path::Path, json: bool) -> ExitCode {
+    let socket = match Config::load(config) {
+        Ok(c) => c.service.status_socket_path(),
+        Err(_) => gatewayd::service::status::default_socket_path(),
+    };
+    match gatewayd::service::status::query(&socket) {
+        Ok(s) if json => {
+            println!("{}", gatewayd::service::status::render_json(&s));
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            print!("{}", gatewayd::service::status::render(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatewayd status: {e}");
+            ExitCode::from(1)
         }
     }
 }

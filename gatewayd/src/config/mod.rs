@@ -74,6 +74,8 @@ pub struct Config {
     pub uplink: UplinkConfig,
     /// `[gps]`
     pub gps: GpsSettings,
+    /// `[service]`
+    pub service: ServiceConfig,
     /// `[log] level`
     pub log_level: log::LevelFilter,
 }
@@ -104,6 +106,29 @@ pub struct GatewayConfig {
     pub location: Option<Location>,
     /// The regulatory guard's settings: antenna gain, cable loss, sub-band, Japan rules.
     pub guard: crate::guard::GuardConfig,
+}
+
+/// `[service]`: how gatewayd runs as a system service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Started as root: drop to this user once devices and sockets are open.
+    pub user: Option<String>,
+    /// Allow running as root without a `user` (not recommended).
+    pub allow_root: bool,
+    /// The status socket `gatewayd status` asks; `None`: `$RUNTIME_DIRECTORY/status.sock`
+    /// or `/run/gatewayd/status.sock`.
+    pub status_socket: Option<PathBuf>,
+    /// Prometheus `/metrics` address; `None` when set to `""` (disabled).
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+impl ServiceConfig {
+    /// The status socket path in force.
+    pub fn status_socket_path(&self) -> PathBuf {
+        self.status_socket
+            .clone()
+            .unwrap_or_else(crate::service::status::default_socket_path)
+    }
 }
 
 /// `[gps]`
@@ -558,6 +583,28 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         },
     };
 
+    let sv = &raw.service;
+    if let Some(u) = &sv.user {
+        if u.is_empty() || u.contains([':', '/', ' ']) {
+            return Err(b.invalid("service.user", format!("{u:?} is not a user name")));
+        }
+    }
+    let metrics_bind = match sv.metrics_bind.as_str() {
+        "" => None,
+        text => Some(text.parse::<SocketAddr>().map_err(|_| {
+            b.invalid(
+                "service.metrics_bind",
+                format!("{text:?} is not an IP:port address (\"\" disables)"),
+            )
+        })?),
+    };
+    let service = ServiceConfig {
+        user: sv.user.clone(),
+        allow_root: sv.allow_root,
+        status_socket: b.opt_path("service.status_socket", &sv.status_socket)?,
+        metrics_bind,
+    };
+
     Ok(Config {
         source: file.to_path_buf(),
         gateway,
@@ -566,6 +613,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         outbox,
         uplink,
         gps,
+        service,
         log_level,
     })
 }

@@ -12,7 +12,29 @@ pub struct RawConfig {
     pub outbox: RawOutbox,
     pub uplink: RawUplink,
     pub gps: RawGps,
+    pub service: RawService,
     pub log: RawLog,
+}
+
+/// `[service]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawService {
+    pub user: Option<String>,
+    pub allow_root: bool,
+    pub status_socket: Option<String>,
+    pub metrics_bind: String,
+}
+
+impl Default for RawService {
+    fn default() -> Self {
+        RawService {
+            user: None,
+            allow_root: false,
+            status_socket: None,
+            metrics_bind: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// `[gps]`

@@ -255,3 +255,21 @@ fn guard_and_gps_keys() {
         assert!(e.contains(&format!("key `{key}`")), "{text:?} -> {e}");
     }
 }
+
+#[test]
+fn service_keys() {
+    let c = parse("[service]\nuser = \"gatewayd\"\nmetrics_bind = \"127.0.0.1:9000\"\nstatus_socket = \"run/s.sock\"\n").unwrap();
+    assert_eq!(c.service.user.as_deref(), Some("gatewayd"));
+    assert_eq!(c.service.metrics_bind.unwrap().port(), 9000);
+    assert_eq!(
+        c.service.status_socket_path(),
+        PathBuf::from("/etc/gatewayd/run/s.sock")
+    );
+    assert!(parse("[service]\nmetrics_bind = \"\"\n")
+        .unwrap()
+        .service
+        .metrics_bind
+        .is_none());
+    assert!(err("[service]\nmetrics_bind = \"localhost\"\n").contains("key `service.metrics_bind`"));
+    assert!(err("[service]\nuser = \"a b\"\n").contains("key `service.user`"));
+}

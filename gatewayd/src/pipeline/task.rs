@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use drivers::radio::{CrcStatus, Eui64, RadioEvent, RxFrame, StoreAck};
+use drivers::radio::{CrcStatus, Eui64, RadioEvent, RadioHealth, RxFrame, StoreAck};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -35,6 +35,61 @@ pub struct PipelineCounters {
     pub store_failures: AtomicU64,
     /// Stats messages stored.
     pub stats_sent: AtomicU64,
+    /// Uplinks stored per minute over the last hour.
+    pub last_hour: HourWindow,
+    /// The radio backend's latest health report.
+    pub radio_health: std::sync::Mutex<Option<RadioHealth>>,
+}
+
+/// Counts per minute over a sliding hour (for "uplinks in the last hour").
+#[derive(Debug)]
+pub struct HourWindow(std::sync::Mutex<(u64, [u64; 60])>);
+
+impl Default for HourWindow {
+    fn default() -> Self {
+        HourWindow(std::sync::Mutex::new((0, [0; 60])))
+    }
+}
+
+impl HourWindow {
+    /// Add `n` at `minute` (minutes since any fixed origin, non-decreasing).
+    pub fn add(&self, minute: u64, n: u64) {
+        if let Ok(mut g) = self.0.lock() {
+            let (last, buckets) = &mut *g;
+            Self::advance(last, buckets, minute);
+            buckets[(minute % 60) as usize] += n;
+        }
+    }
+
+    /// The total of the 60 minutes up to `minute`.
+    pub fn total(&self, minute: u64) -> u64 {
+        self.0
+            .lock()
+            .map(|mut g| {
+                let (last, buckets) = &mut *g;
+                Self::advance(last, buckets, minute);
+                buckets.iter().sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn advance(last: &mut u64, buckets: &mut [u64; 60], minute: u64) {
+        if minute <= *last {
+            return;
+        }
+        for m in (*last + 1)..=minute.min(*last + 60) {
+            buckets[(m % 60) as usize] = 0;
+        }
+        *last = minute;
+    }
+}
+
+/// Minutes since the Unix epoch, for [`HourWindow`].
+pub fn minute_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 60)
+        .unwrap_or(0)
 }
 
 impl PipelineCounters {
@@ -79,7 +134,14 @@ pub struct Pipeline {
     proprietary: Option<mpsc::Sender<RxFrame>>,
     stores: JoinSet<()>,
     warn_limit: RateLimiter,
+    live: Option<watch::Receiver<UplinkConfig>>,
+    heartbeat: Option<crate::service::watchdog::Heartbeat>,
 }
+
+/// Name of the pipeline loop for the watchdog.
+pub const HEARTBEAT_NAME: &str = "pipeline";
+/// How often the pipeline loop checks in with the watchdog.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 impl Pipeline {
     /// A pipeline; `gateway_tx` publishes the gateway id once known (config or announced).
@@ -104,7 +166,21 @@ impl Pipeline {
             proprietary,
             stores: JoinSet::new(),
             warn_limit: RateLimiter::new(Duration::from_secs(10)),
+            live: None,
+            heartbeat: None,
         }
+    }
+
+    /// Take CRC policy, filters and de-duplication from `live` whenever it changes (reload).
+    pub fn with_live_config(mut self, live: watch::Receiver<UplinkConfig>) -> Pipeline {
+        self.live = Some(live);
+        self
+    }
+
+    /// Check in with the watchdog every [`HEARTBEAT_EVERY`] while the loop runs.
+    pub fn with_heartbeat(mut self, heartbeat: crate::service::watchdog::Heartbeat) -> Pipeline {
+        self.heartbeat = Some(heartbeat);
+        self
     }
 
     /// The cumulative counters.
@@ -117,6 +193,9 @@ impl Pipeline {
         let mut tick = tokio::time::interval(self.config.stats_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut alive = tokio::time::interval(HEARTBEAT_EVERY);
+        alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut live = self.live.take();
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -124,6 +203,19 @@ impl Pipeline {
                     None => break,
                 },
                 _ = tick.tick() => self.emit_stats(),
+                _ = alive.tick() => {
+                    if let Some(h) = &self.heartbeat {
+                        h.beat(HEARTBEAT_NAME);
+                    }
+                }
+                Ok(()) = async { live.as_mut().expect("guarded").changed().await }, if live.is_some() => {
+                    if let Some(rx) = &live {
+                        let config = rx.borrow().clone();
+                        log::info!("uplink filters reloaded");
+                        self.filter = UplinkFilter::new(config.clone());
+                        self.config.uplink = config;
+                    }
+                }
                 Some(_) = self.stores.join_next(), if !self.stores.is_empty() => {}
             }
         }
@@ -158,7 +250,15 @@ impl Pipeline {
                 // The daemon emits its own stats every interval; the radio's only name it.
                 self.gateway(gateway);
             }
-            RadioEvent::Health(h) => log::info!("radio health: {h:?}"),
+            RadioEvent::Health(h) => {
+                match &h {
+                    RadioHealth::Up => log::info!("radio is up"),
+                    RadioHealth::Down(why) => log::warn!("radio is down: {why}"),
+                }
+                if let Ok(mut g) = self.counters.radio_health.lock() {
+                    *g = Some(h);
+                }
+            }
         }
     }
 
@@ -235,6 +335,7 @@ impl Pipeline {
             match outbox.store(msgs).await {
                 Ok(()) => {
                     counters.forwarded.fetch_add(n, Ordering::Relaxed);
+                    counters.last_hour.add(minute_now(), n);
                     ack.stored();
                 }
                 Err(e) => {
@@ -271,5 +372,23 @@ impl Pipeline {
                 Err(e) => log::warn!("could not store gateway stats: {e}"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_window_slides() {
+        let w = HourWindow::default();
+        w.add(1000, 5);
+        w.add(1001, 2);
+        assert_eq!(w.total(1001), 7);
+        assert_eq!(w.total(1059), 7);
+        assert_eq!(w.total(1060), 2, "minute 1000 left the window");
+        assert_eq!(w.total(1061), 0);
+        w.add(5000, 1);
+        assert_eq!(w.total(5000), 1);
     }
 }

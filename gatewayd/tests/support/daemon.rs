@@ -45,8 +45,10 @@ pub fn config_text(
         "[gateway]\n{gateway}\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
          [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"127.0.0.1:{udp_port}\"\n\
          [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt_port}\"\ntopic_prefix = \"eu868\"\n\
-         reconnect_min_ms = 100\nreconnect_max_ms = 1000\n{extra}",
-        state = dir.join("state").display().to_string()
+         reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
+         [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"127.0.0.1:0\"\n{extra}",
+        state = dir.join("state").display().to_string(),
+        sock = dir.join("status.sock").display().to_string(),
     )
 }
 

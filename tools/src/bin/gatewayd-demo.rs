@@ -38,7 +38,9 @@ fn demo_config(state_dir: &std::path::Path, udp: SocketAddr, mqtt: &str) -> anyh
         "[gateway]\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 10\n\
          [gateway.location]\nlatitude = 52.3702\nlongitude = 4.8952\naltitude = 5.0\n\
          [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"{udp}\"\n\
-         [mqtt]\nserver = \"tcp://{mqtt}\"\ntopic_prefix = \"eu868\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n",
+         [mqtt]\nserver = \"tcp://{mqtt}\"\ntopic_prefix = \"eu868\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\
+         [service]\nallow_root = true\nstatus_socket = \"{sock}\"\nmetrics_bind = \"\"\n",
+        sock = state_dir.join("status.sock").display(),
         state = state_dir.display().to_string(),
     );
     Ok(Config::from_toml(&text, &state_dir.join("gatewayd.toml"))?)

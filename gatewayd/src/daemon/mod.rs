@@ -1,0 +1,414 @@
+//! Wires the tasks together — radio backend → pipeline → outbox → MQTT link — plus the service
+//! layer (systemd notify and watchdog, status socket, metrics, privileges, reload), and shuts
+//! them down in order on one signal: the radio stops first, the pipeline stores what it already
+//! has, the link flushes in-flight messages and says OFFLINE, the outbox closes last.
+
+pub mod reload;
+pub mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drivers::radio::{Eui64, Radio};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, RadioConfig};
+use crate::outbox::{OutboxError, OutboxHandle};
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::position::Whereabouts;
+use crate::service::notify::{self, Notifier};
+use crate::service::privileges::{self, Decision};
+use crate::service::watchdog::{spawn_watchdog, Heartbeat};
+use crate::service::{metrics, status};
+use state::{DaemonState, PROBE_EVERY};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state directory could not be created.
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The outbox could not be opened.
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError),
+    /// The radio backend could not start.
+    #[error("radio: {0}")]
+    Radio(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// Running as root is not allowed by the config, or dropping privileges failed.
+    #[error("{0}")]
+    Privileges(String),
+}
+
+/// Run until SIGTERM or SIGINT, reloading the config on SIGHUP.
+pub async fn run_until_signal(config: Config) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let shutdown = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { log::info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { log::info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => { let _ = reload_tx.try_send(()); }
+            }
+        }
+        token.cancel();
+    });
+    run_with(config, shutdown, Some(reload_rx)).await
+}
+
+/// Run the daemon until `shutdown` is cancelled (no reload).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with(config, shutdown, None).await
+}
+
+async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio, DaemonError> {
+    match &config.radio {
+        RadioConfig::SemtechUdp(udp) => {
+            let cfg = drivers::semtech_udp::SemtechUdpConfig {
+                bind: udp.bind,
+                ..Default::default()
+            };
+            let (radio, _handle) = drivers::semtech_udp::spawn(cfg, token)
+                .await
+                .map_err(|e| DaemonError::Radio(e.to_string()))?;
+            Ok(radio)
+        }
+        RadioConfig::LoraPhy(settings) => {
+            let settings = (**settings).clone();
+            let hardware = drivers::lora_phy::linux::LinuxHardware::new(&settings);
+            drivers::lora_phy::spawn(settings, hardware, token)
+                .await
+                .map_err(|e| DaemonError::Radio(e.to_string()))
+        }
+    }
+}
+
+fn backend_name(config: &Config) -> &'static str {
+    match config.radio {
+        RadioConfig::SemtechUdp(_) => "semtech_udp",
+        RadioConfig::LoraPhy(_) => "lora_phy",
+    }
+}
+
+/// Give the state directory to `user` before dropping to it, so the outbox stays writable.
+fn hand_over_state(dir: &std::path::Path, user: &str) -> Result<(), String> {
+    let u = nix::unistd::User::from_name(user)
+        .map_err(|e| format!("cannot look up user {user}: {e}"))?
+        .ok_or_else(|| format!("no user {user:?} (create it, or change service.user)"))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let paths =
+        std::iter::once(dir.to_path_buf()).chain(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+    for p in paths {
+        std::os::unix::fs::chown(&p, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+            .map_err(|e| format!("chown {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+async fn run_with(
+    mut config: Config,
+    shutdown: CancellationToken,
+    mut reload: Option<tokio::sync::mpsc::Receiver<()>>,
+) -> Result<(), DaemonError> {
+    let decision = privileges::decide(
+        nix::unistd::geteuid().as_raw(),
+        config.service.user.as_deref(),
+        config.service.allow_root,
+    );
+    if let Decision::Refuse(why) = &decision {
+        return Err(DaemonError::Privileges(why.clone()));
+    }
+    if decision == Decision::StayRoot {
+        log::warn!("running as root (service.allow_root = true)");
+    }
+    let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
+        log::warn!("systemd notification disabled: {e}");
+        Notifier::disabled()
+    }));
+
+    std::fs::create_dir_all(&config.gateway.state_dir).map_err(|source| DaemonError::StateDir {
+        path: config.gateway.state_dir.clone(),
+        source,
+    })?;
+    let outbox = OutboxHandle::open(&config.outbox)?;
+    log::info!("outbox: {}", config.outbox.path.display());
+
+    let radio_token = CancellationToken::new();
+    let radio = match spawn_radio(&config, radio_token.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = outbox.close().await;
+            return Err(e);
+        }
+    };
+    let gps = config.gps.device.as_ref().map(|device| {
+        log::info!(
+            "gps: reading {} at {} baud",
+            device.display(),
+            config.gps.baud
+        );
+        let cfg = drivers::gps::GpsConfig {
+            device: device.clone(),
+            baud: config.gps.baud,
+            stale_after: config.gps.stale_after,
+        };
+        drivers::gps::spawn(cfg, radio_token.clone())
+    });
+    let whereabouts = Whereabouts::new(
+        config.gateway.location,
+        gps.as_ref().map(|g| g.state.clone()),
+    );
+
+    // Service endpoints are bound while we may still be root; then privileges go.
+    let service_token = CancellationToken::new();
+    let status_server = bind_status(&config);
+    let metrics_server = match config.service.metrics_bind {
+        Some(addr) => match metrics::MetricsServer::bind(addr).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("metrics disabled: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Decision::DropTo(user) = &decision {
+        hand_over_state(&config.gateway.state_dir, user).map_err(DaemonError::Privileges)?;
+        let d = privileges::drop_to(user).map_err(|e| DaemonError::Privileges(e.to_string()))?;
+        log::info!("running as {user} (uid {}, gid {})", d.uid, d.gid);
+    }
+
+    let (heartbeat, watchdog_task) = spawn_watchdog(
+        notifier.clone(),
+        notify::watchdog_timeout_from_env().map(notify::ping_interval),
+        service_token.clone(),
+    );
+    let (gateway_tx, mut gateway_rx) = watch::channel::<Option<Eui64>>(None);
+    let (live_tx, live_rx) = watch::channel(config.uplink.clone());
+    let pipeline = Pipeline::new(
+        PipelineConfig {
+            uplink: config.uplink.clone(),
+            gateway: config.gateway.id,
+            topic_prefix: config.mqtt.topic_prefix.clone(),
+            json: config.mqtt.json,
+            uplink_expiry: config.outbox.uplink_expiry,
+            stats_expiry: config.outbox.stats_expiry,
+            stats_interval: config.gateway.stats_interval,
+        },
+        outbox.clone(),
+        gateway_tx,
+        whereabouts.clone(),
+        None,
+    )
+    .with_live_config(live_rx)
+    .with_heartbeat(heartbeat.clone());
+    let state = Arc::new(DaemonState {
+        started: Instant::now(),
+        backend: backend_name(&config),
+        broker: format!("{}:{}", config.mqtt.host, config.mqtt.port),
+        gateway: gateway_rx.clone(),
+        pipeline: pipeline.counters(),
+        link: Mutex::new(None),
+        outbox: Mutex::new(None),
+        whereabouts,
+    });
+    heartbeat
+        .register(
+            crate::pipeline::task::HEARTBEAT_NAME,
+            Duration::from_secs(10),
+        )
+        .await;
+    let pipeline_task = tokio::spawn(pipeline.run(radio.events));
+    let _radio_control = radio.control;
+    let probe_task = tokio::spawn(probe(
+        outbox.clone(),
+        state.clone(),
+        heartbeat.clone(),
+        notifier.clone(),
+        service_token.clone(),
+    ));
+    heartbeat.register("outbox", Duration::from_secs(15)).await;
+    if let Some(server) = status_server {
+        let st = state.clone();
+        tokio::spawn(server.serve(move || st.snapshot(), service_token.clone()));
+    }
+    if let Some(server) = metrics_server {
+        if let Ok(addr) = server.local_addr() {
+            log::info!("metrics on http://{addr}/metrics");
+        }
+        let st = state.clone();
+        tokio::spawn(server.serve(move || st.snapshot(), service_token.clone()));
+    }
+
+    // The MQTT link needs the gateway id for its topics, client id and last will.
+    let link_token = CancellationToken::new();
+    let gateway = tokio::select! {
+        id = gateway_rx.wait_for(Option::is_some) => id.ok().and_then(|id| *id),
+        _ = shutdown.cancelled() => None,
+    };
+    let link = gateway.map(|gateway| {
+        crate::logging::set_gateway_id(&gateway.to_string());
+        log::info!(
+            "gateway {gateway}: connecting to mqtt {}:{}",
+            config.mqtt.host,
+            config.mqtt.port
+        );
+        let (task, mut commands, link_state) = crate::mqtt::spawn(
+            config.mqtt.clone(),
+            gateway,
+            outbox.clone(),
+            link_token.clone(),
+        );
+        state.set_link(link_state.clone());
+        let st = state.clone();
+        let mut changes = link_state;
+        let watch_task = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                st.link_changed();
+            }
+        });
+        let command_task = tokio::spawn(async move {
+            while let Some(cmd) = commands.recv().await {
+                log::warn!("command/{} ignored: not supported yet", cmd.kind);
+            }
+        });
+        (task, command_task, watch_task)
+    });
+    if !shutdown.is_cancelled() {
+        let _ = notifier.ready();
+        let _ = notifier.status(&state.status_line());
+        log::info!("gatewayd running");
+    }
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = async { reload.as_mut().expect("guarded").recv().await }, if reload.is_some() => {
+                let _ = notifier.reloading();
+                apply_reload(&mut config, &live_tx);
+                let _ = notifier.ready();
+            }
+        }
+    }
+
+    let _ = notifier.stopping();
+    radio_token.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), pipeline_task)
+        .await
+        .is_err()
+    {
+        log::warn!("pipeline did not finish within 5 s");
+    }
+    link_token.cancel();
+    if let Some((task, command_task, watch_task)) = link {
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            log::warn!("mqtt link did not finish within 5 s");
+        }
+        command_task.abort();
+        watch_task.abort();
+    }
+    service_token.cancel();
+    let _ = probe_task.await;
+    let _ = watchdog_task.await;
+    outbox.close().await?;
+    log::info!("gatewayd stopped");
+    Ok(())
+}
+
+fn bind_status(config: &Config) -> Option<status::StatusServer> {
+    let path = config.service.status_socket_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match status::StatusServer::bind(&path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!("gatewayd status will not answer: {e}");
+            None
+        }
+    }
+}
+
+fn apply_reload(config: &mut Config, live: &watch::Sender<crate::config::UplinkConfig>) {
+    let new = match Config::load(&config.source) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("SIGHUP: the new config is rejected, the running one stays in force: {e}");
+            return;
+        }
+    };
+    let outcome = reload::diff(config, &new);
+    if outcome.applied.is_empty() && outcome.needs_restart.is_empty() {
+        log::info!("SIGHUP: {} unchanged", config.source.display());
+        return;
+    }
+    if new.log_level != config.log_level {
+        crate::logging::set_level(new.log_level);
+    }
+    if outcome.applied.contains(&"uplink") {
+        live.send_replace(new.uplink.clone());
+    }
+    if !outcome.applied.is_empty() {
+        log::info!("SIGHUP: applied {}", outcome.applied.join(", "));
+    }
+    if !outcome.needs_restart.is_empty() {
+        log::warn!(
+            "SIGHUP: [{}] changed; that takes effect after a restart (systemctl restart gatewayd)",
+            outcome.needs_restart.join("], [")
+        );
+    }
+    // Live sections take the new values; the others keep describing what actually runs.
+    config.log_level = new.log_level;
+    config.uplink = new.uplink;
+}
+
+/// Refresh the outbox figures, check in for the outbox with the watchdog (a stuck outbox
+/// thread stops the pings), and keep systemd's STATUS= line current.
+async fn probe(
+    outbox: OutboxHandle,
+    state: Arc<DaemonState>,
+    heartbeat: Heartbeat,
+    notifier: Arc<Notifier>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut last_status = String::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match tokio::time::timeout(Duration::from_secs(5), outbox.stats()).await {
+            Ok(Ok(stats)) => {
+                if let Ok(mut g) = state.outbox.lock() {
+                    *g = Some(stats);
+                }
+                heartbeat.beat("outbox");
+            }
+            Ok(Err(e)) => log::warn!("outbox does not answer: {e}"),
+            Err(_) => log::warn!("outbox did not answer within 5 s"),
+        }
+        let line = state.status_line();
+        if line != last_status {
+            let _ = notifier.status(&line);
+            last_status = line;
+        }
+    }
+}

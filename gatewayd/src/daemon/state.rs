@@ -1,0 +1,153 @@
+//! What the daemon knows about itself, gathered for `gatewayd status`, `/metrics` and the
+//! systemd STATUS= line. Read synchronously from counters and watch channels; the outbox's
+//! figures are cached by the probe loop (the outbox answers asynchronously).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drivers::gps::GpsStatus as FixStatus;
+use drivers::radio::{Eui64, RadioHealth};
+use tokio::sync::watch;
+
+use crate::chirpstack::LocationSource;
+use crate::mqtt::LinkState;
+use crate::outbox::OutboxStats;
+use crate::pipeline::task::minute_now;
+use crate::pipeline::PipelineCounters;
+use crate::position::Whereabouts;
+use crate::service::status::{GpsStatus, MqttStatus, RadioStatus, StatusSnapshot};
+
+/// Shared, read-mostly daemon state.
+pub struct DaemonState {
+    /// When the daemon started.
+    pub started: Instant,
+    /// Radio backend name.
+    pub backend: &'static str,
+    /// Broker `host:port`.
+    pub broker: String,
+    /// The gateway id once known.
+    pub gateway: watch::Receiver<Option<Eui64>>,
+    /// Pipeline counters.
+    pub pipeline: Arc<PipelineCounters>,
+    /// The MQTT link's state (set once the link runs) and when it last changed.
+    pub link: Mutex<Option<(watch::Receiver<LinkState>, Instant)>>,
+    /// The outbox's latest figures.
+    pub outbox: Mutex<Option<OutboxStats>>,
+    /// Location and GPS.
+    pub whereabouts: Whereabouts,
+}
+
+impl DaemonState {
+    /// The snapshot served to `gatewayd status` and `/metrics`.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let health = self
+            .pipeline
+            .radio_health
+            .lock()
+            .ok()
+            .and_then(|g| g.clone());
+        let radio = Some(RadioStatus {
+            backend: self.backend.to_string(),
+            running: matches!(health, Some(RadioHealth::Up)),
+            detail: match health {
+                Some(RadioHealth::Down(why)) => Some(why),
+                None => Some("starting".to_string()),
+                Some(RadioHealth::Up) => None,
+            },
+        });
+        let mqtt = self.link.lock().ok().and_then(|g| {
+            g.as_ref().map(|(rx, since)| {
+                let state = rx.borrow().clone();
+                MqttStatus {
+                    connected: matches!(state, LinkState::Connected),
+                    broker: self.broker.clone(),
+                    since_seconds: Some(since.elapsed().as_secs()),
+                    last_error: match state {
+                        LinkState::Disconnected { reason, .. } => Some(reason),
+                        _ => None,
+                    },
+                }
+            })
+        });
+        let outbox = self.outbox.lock().ok().and_then(|g| g.clone());
+        let gps = self.whereabouts.gps_state().map(|g| GpsStatus {
+            fix: g.status == FixStatus::Fix,
+            satellites: g
+                .position
+                .as_ref()
+                .and_then(|p| p.satellites)
+                .map(u32::from),
+            position_source: source_name(&self.whereabouts),
+        });
+        StatusSnapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            gateway_id: self.gateway.borrow().map(|g| g.to_string()),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            radio,
+            mqtt,
+            outbox_messages: outbox.as_ref().map(OutboxStats::messages),
+            outbox_oldest_age_seconds: outbox
+                .as_ref()
+                .and_then(OutboxStats::oldest_age)
+                .map(|d| d.as_secs()),
+            uplinks_received_total: Some(
+                self.pipeline
+                    .forwarded
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            uplinks_last_hour: Some(self.pipeline.last_hour.total(minute_now())),
+            gps,
+            ..Default::default()
+        }
+    }
+
+    /// The one-line summary for systemd's STATUS=.
+    pub fn status_line(&self) -> String {
+        let s = self.snapshot();
+        let mqtt = match &s.mqtt {
+            Some(m) if m.connected => "mqtt connected".to_string(),
+            Some(m) => format!(
+                "mqtt down ({})",
+                m.last_error.as_deref().unwrap_or("connecting")
+            ),
+            None => "mqtt waiting for the gateway id".to_string(),
+        };
+        let radio = match &s.radio {
+            Some(r) if r.running => "radio up".to_string(),
+            _ => "radio down".to_string(),
+        };
+        format!(
+            "{radio}, {mqtt}, {} uplinks in the last hour, outbox {}",
+            s.uplinks_last_hour.unwrap_or(0),
+            s.outbox_messages.map_or("?".to_string(), |n| n.to_string())
+        )
+    }
+
+    /// Record that the link runs.
+    pub fn set_link(&self, rx: watch::Receiver<LinkState>) {
+        if let Ok(mut g) = self.link.lock() {
+            *g = Some((rx, Instant::now()));
+        }
+    }
+
+    /// Note a link state change (for "since").
+    pub fn link_changed(&self) {
+        if let Ok(mut g) = self.link.lock() {
+            if let Some((_, since)) = g.as_mut() {
+                *since = Instant::now();
+            }
+        }
+    }
+}
+
+fn source_name(w: &Whereabouts) -> String {
+    match w.location().map(|l| l.source) {
+        Some(LocationSource::Gps) => "gps",
+        Some(LocationSource::Config) => "config",
+        None => "none",
+    }
+    .to_string()
+}
+
+/// How often the probe refreshes the outbox figures and checks in for the outbox.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
