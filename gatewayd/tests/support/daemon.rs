@@ -30,6 +30,7 @@ pub struct Daemon {
     pub config: PathBuf,
     pub udp_port: u16,
     log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// A config for the tests: state in `dir`, GWMP on `udp_port`, MQTT at `mqtt_port`; `gateway`
@@ -41,14 +42,25 @@ pub fn config_text(
     gateway: &str,
     extra: &str,
 ) -> String {
+    // Keys for [service] given as "[service]\nkey = value..." in `extra` join the table.
+    let (service, extra) = match extra.strip_prefix("[service]\n") {
+        Some(rest) => match rest.find("\n[") {
+            Some(i) => (&rest[..=i], &rest[i + 1..]),
+            None => (rest, ""),
+        },
+        None => ("", extra),
+    };
     format!(
         "[gateway]\n{gateway}\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
          [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"127.0.0.1:{udp_port}\"\n\
          [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt_port}\"\ntopic_prefix = \"eu868\"\n\
          reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
-         [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"127.0.0.1:0\"\n{extra}",
+         [service]\n{service}status_socket = {sock:?}\nmetrics_bind = \"127.0.0.1:0\"\n{extra}",
         state = dir.join("state").display().to_string(),
         sock = dir.join("status.sock").display().to_string(),
+        // Tests run as root in CI: allowed unless the test sets its own [service] keys.
+        service = if service.is_empty() { "allow_root = true\n" } else { service },
+        extra = extra,
     )
 }
 
@@ -60,6 +72,11 @@ impl Daemon {
 
     /// Start the daemon with extra `[gateway]` keys and extra tables.
     pub fn start_with(mqtt_port: u16, gateway: &str, extra: &str) -> Daemon {
+        Daemon::start_env(mqtt_port, gateway, extra, &[])
+    }
+
+    /// Start the daemon with extra `[gateway]` keys, extra tables and environment variables.
+    pub fn start_env(mqtt_port: u16, gateway: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let udp_port = free_port();
         let config = dir.join("gatewayd.toml");
@@ -68,12 +85,17 @@ impl Daemon {
             config_text(&dir, udp_port, mqtt_port, gateway, extra),
         )
         .expect("write config");
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut d = Daemon {
             child: None,
             log: dir.join("gatewayd.log"),
             dir,
             config,
             udp_port,
+            env,
         };
         d.spawn();
         d
@@ -94,6 +116,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
             .expect("start gatewayd");
         self.child = Some(child);
