@@ -31,10 +31,16 @@ pub struct Mosquitto {
     dir: tempfile::TempDir,
     port: u16,
     persistent: bool,
+    extra: String,
     child: Option<Child>,
 }
 
 impl Mosquitto {
+    /// The broker's temp dir (config, log, and files a test puts there, such as certificates).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Start a broker without persistence on a free port (panics with the reason if it
     /// cannot: for tests).
     pub fn start() -> Mosquitto {
@@ -49,6 +55,12 @@ impl Mosquitto {
 
     /// Start a broker, or say why it could not start.
     pub fn try_start(persistent: bool) -> Result<Mosquitto, String> {
+        Mosquitto::try_start_with(persistent, "")
+    }
+
+    /// Start a broker whose config ends with `extra` (e.g. a second, TLS listener; the
+    /// plain listener on [`Mosquitto::port`] stays first).
+    pub fn try_start_with(persistent: bool, extra: &str) -> Result<Mosquitto, String> {
         let mut last_error = String::new();
         // Another process may take the free port between probe and bind: try a few.
         for _ in 0..5 {
@@ -56,6 +68,7 @@ impl Mosquitto {
                 dir: tempfile::tempdir().map_err(|e| format!("temp dir for mosquitto: {e}"))?,
                 port: free_port(),
                 persistent,
+                extra: extra.to_string(),
                 child: None,
             };
             match m.spawn() {
@@ -90,6 +103,7 @@ impl Mosquitto {
         } else {
             conf.push_str("persistence false\n");
         }
+        conf.push_str(&self.extra);
         std::fs::write(self.conf_path(), conf).map_err(|e| format!("write conf: {e}"))?;
         let log = std::fs::OpenOptions::new()
             .create(true)

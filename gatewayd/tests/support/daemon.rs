@@ -42,6 +42,11 @@ pub fn config_text(
     gateway: &str,
     extra: &str,
 ) -> String {
+    // "#MQTT#..." in `extra` replaces the plain server line (TLS tests).
+    let (server, extra) = match extra.strip_prefix("#MQTT#") {
+        Some(mqtt) => (mqtt.to_string(), ""),
+        None => (format!("server = \"tcp://127.0.0.1:{mqtt_port}\"\n"), extra),
+    };
     // Keys for [service] given as "[service]\nkey = value..." in `extra` join the table.
     let (service, extra) = match extra.strip_prefix("[service]\n") {
         Some(rest) => match rest.find("\n[") {
@@ -53,7 +58,7 @@ pub fn config_text(
     format!(
         "[gateway]\n{gateway}\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
          [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"127.0.0.1:{udp_port}\"\n\
-         [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt_port}\"\ntopic_prefix = \"eu868\"\n\
+         [mqtt]\n{server}topic_prefix = \"eu868\"\n\
          reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
          [service]\n{service}status_socket = {sock:?}\nmetrics_bind = \"127.0.0.1:0\"\n{extra}",
         state = dir.join("state").display().to_string(),
@@ -68,6 +73,11 @@ impl Daemon {
     /// Start the daemon with [`config_text`] in a new temp dir.
     pub fn start(mqtt_port: u16, extra: &str) -> Daemon {
         Daemon::start_with(mqtt_port, "", extra)
+    }
+
+    /// Start the daemon with `mqtt` replacing the `[mqtt] server` line (e.g. TLS settings).
+    pub fn start_mqtt(mqtt_port: u16, mqtt: &str) -> Daemon {
+        Daemon::start_env(mqtt_port, "", &format!("#MQTT#{mqtt}"), &[])
     }
 
     /// Start the daemon with extra `[gateway]` keys and extra tables.
