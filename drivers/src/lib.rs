@@ -13,3 +13,4 @@
 pub mod airtime;
 pub mod radio;
 pub mod semtech_udp;
+pub mod sim;
