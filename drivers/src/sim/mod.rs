@@ -8,4 +8,5 @@
 //! - [`crypto`], [`device`], [`fleet`]: LoRaWAN 1.0.x end devices (OTAA/ABP) on the air.
 
 pub mod air;
+pub mod crypto;
 pub mod model;
