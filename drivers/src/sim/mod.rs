@@ -9,4 +9,5 @@
 
 pub mod air;
 pub mod crypto;
+pub mod device;
 pub mod model;
