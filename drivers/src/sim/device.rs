@@ -257,11 +257,11 @@ impl Device {
                     fcnt: self.fcnt_up,
                     fport: self.cfg.fport,
                 };
+                let interval = self.jitter(self.cfg.interval_us);
+                self.next_tx = now + interval;
                 let phy = crypto::data_frame(&s, params, &data).ok()?;
                 self.fcnt_up = self.fcnt_up.wrapping_add(1);
                 self.counters.uplinks += 1;
-                let interval = self.jitter(self.cfg.interval_us);
-                self.next_tx = now + interval;
                 (phy, WindowKind::Data, 1_000_000)
             }
         };

@@ -10,4 +10,5 @@
 pub mod air;
 pub mod crypto;
 pub mod device;
+pub mod fleet;
 pub mod model;
