@@ -12,3 +12,4 @@ pub mod crypto;
 pub mod device;
 pub mod fleet;
 pub mod model;
+pub mod wire;
