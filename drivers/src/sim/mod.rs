@@ -11,5 +11,51 @@ pub mod air;
 pub mod crypto;
 pub mod device;
 pub mod fleet;
+pub mod hub;
 pub mod model;
 pub mod wire;
+//pub mod radio;
+
+use std::time::Duration;
+
+/// Errors of the simulated world's tasks and configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The air refused a request.
+    #[error(transparent)]
+    Air(#[from] air::AirError),
+    /// A hub datagram was malformed.
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    /// A fleet configuration is unusable.
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
+    /// A socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The hub answered with an error.
+    #[error("air hub refused: {0}")]
+    Hub(String),
+    /// The air task or hub connection has stopped.
+    #[error("the simulated air has stopped")]
+    Stopped,
+    /// No answer in time.
+    #[error("no answer from the air hub within {0:?}")]
+    Timeout(Duration),
+    /// A `[radio.simulated]` setting is invalid.
+    #[error("radio.simulated.{key}: {message}")]
+    Config {
+        /// The key, relative to `[radio.simulated]`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The operation is not available over this kind of connection.
+    #[error("{0} is not available over a hub connection")]
+    Unsupported(&'static str),
+}
