@@ -176,7 +176,7 @@ impl Fleet {
                 "at least 3 s (Class A windows take 2 s)",
             ));
         }
-        if !(cfg.radius_m.is_finite() && cfg.radius_m >= 0.0) || !cfg.center.is_valid() {
+        if !(cfg.radius_m.is_finite() && cfg.radius_m >= 0.0 && cfg.center.is_valid()) {
             return Err(invalid("radius_m/center", "must be finite"));
         }
         if !(5..=12).contains(&cfg.rx2_sf) {

@@ -11,10 +11,11 @@ pub mod air;
 pub mod crypto;
 pub mod device;
 pub mod fleet;
+pub mod fleet_task;
 pub mod hub;
 pub mod model;
+pub mod radio;
 pub mod wire;
-//pub mod radio;
 
 use std::time::Duration;
 
