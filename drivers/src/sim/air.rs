@@ -1,6 +1,6 @@
 //! The virtual air: a pure, seeded, deterministic shared medium.
 //!
-//! Radios ([`Node`]s) are added with a position, antenna gain and what they listen to. A
+//! Radios (nodes, [`NodeConfig`]) are added with a position, antenna gain and what they listen to. A
 //! [`Transmission`] started at a simulated time (µs) reaches every other node with a
 //! received power from [`AirModel`]; when it ends, [`Air::advance`] returns one
 //! [`Reception`] per node that could hear it (IQ polarity, channel and modulation match,

@@ -4,8 +4,9 @@
 //! frame to put on the air, if any; frames heard on the air are given to
 //! [`Device::on_downlink`] with the time they ended. It does OTAA joins (join-request,
 //! RX1/RX2 at +5 s/+6 s, join-accept decrypt + MIC check → session) with retry backoff, or
-//! runs ABP; then sends data uplinks with RX1/RX2 at +1 s/+2 s and counts the downlinks it
-//! decodes.
+//! runs ABP; then sends data uplinks with RX1/RX2 at +RxDelay/+RxDelay+1 s (RxDelay from the
+//! join-accept, 1 s for ABP) and counts the downlinks it decodes. RX1 uses the uplink's
+//! channel and data rate (RX1DROffset 0); CFList and MAC commands are not interpreted.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -124,6 +125,7 @@ pub struct Device {
     next_tx: SimTime,
     windows: Option<Windows>,
     ack_pending: bool,
+    rx1_delay_us: u64,
     counters: DeviceCounters,
 }
 
@@ -151,6 +153,7 @@ impl Device {
             next_tx: first,
             windows: None,
             ack_pending: false,
+            rx1_delay_us: 1_000_000,
             counters: DeviceCounters::default(),
         }
     }
@@ -262,7 +265,7 @@ impl Device {
                 let phy = crypto::data_frame(&s, params, &data).ok()?;
                 self.fcnt_up = self.fcnt_up.wrapping_add(1);
                 self.counters.uplinks += 1;
-                (phy, WindowKind::Data, 1_000_000)
+                (phy, WindowKind::Data, self.rx1_delay_us)
             }
         };
         let tx = Transmission {
@@ -311,6 +314,7 @@ impl Device {
                         self.fcnt_up = 0;
                         self.fcnt_down = 0;
                         self.join_attempts = 0;
+                        self.rx1_delay_us = u64::from(ja.rx_delay.max(1)) * 1_000_000;
                         self.counters.joins += 1;
                         self.next_tx = end + self.jitter(1_000_000);
                         DownlinkOutcome::Joined(ja.session)

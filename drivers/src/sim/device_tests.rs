@@ -179,3 +179,39 @@ fn downlinks_are_counted_in_rx1_and_rx2_only() {
     let (_, up2) = next_frame(&mut d, at_rx2);
     assert!(open_data_frame(&up2.payload, &s, 0).unwrap().ack);
 }
+
+#[test]
+fn rx_delay_from_the_join_accept_moves_the_data_windows() {
+    let cfg = otaa(None);
+    let mut d = Device::new(cfg.clone(), 8, 0);
+    let (t0, jr) = next_frame(&mut d, 0);
+    let ja = join_accept(&cfg.app_key, 7, 0x13, 0x2601_0001, 0, 3);
+    let dl = downlink(jr.freq_hz, lora(7), ja);
+    let end = t0 + jr.airtime_us() + 5_000_000 + dl.airtime_us();
+    let DownlinkOutcome::Joined(s) = d.on_downlink(end, &dl) else {
+        panic!("join-accept not taken");
+    };
+    let (t1, up) = next_frame(&mut d, end);
+    let up_end = t1 + up.airtime_us();
+    let params = DataParams {
+        uplink: false,
+        confirmed: false,
+        ack: false,
+        fcnt: 0,
+        fport: 1,
+    };
+    let dl = downlink(
+        up.freq_hz,
+        lora(7),
+        crypto::data_frame(&s, params, b"z").unwrap(),
+    );
+    let at = |delay: u64| up_end + delay + dl.airtime_us();
+    assert_eq!(
+        d.on_downlink(at(1_000_000), &dl),
+        DownlinkOutcome::OutsideWindow
+    );
+    assert!(matches!(
+        d.on_downlink(at(3_000_000), &dl),
+        DownlinkOutcome::Data(_)
+    ));
+}

@@ -5,7 +5,9 @@
 //! - [`wire`], [`hub`]: the air as a task ([`hub::AirHandle`]) and its loopback UDP hub so
 //!   several processes share one air.
 //! - [`radio`]: the simulated radio backend producing a [`crate::radio::Radio`].
-//! - [`crypto`], [`device`], [`fleet`]: LoRaWAN 1.0.x end devices (OTAA/ABP) on the air.
+//! - [`crypto`], [`device`], [`fleet`]: LoRaWAN 1.0.x end devices (OTAA/ABP), seeded;
+//!   [`fleet::simulate`] runs them on an in-process [`air::Air`] in simulated time and
+//!   [`fleet_task::run_fleet`] in real time on an [`hub::AirHandle`].
 
 pub mod air;
 pub mod crypto;
