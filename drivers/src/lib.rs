@@ -19,3 +19,4 @@ pub mod lora_phy;
 pub mod radio;
 pub mod ratelimit;
 pub mod semtech_udp;
+pub mod sim;
