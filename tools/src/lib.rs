@@ -11,7 +11,6 @@ use chirpstack_api::prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 pub mod broker;
-pub mod forwarder;
 
 /// Parse 16 hex digits.
 pub fn parse_eui(s: &str) -> anyhow::Result<[u8; 8]> {

@@ -1,5 +1,5 @@
-//! The README's first command: `gatewayd-demo` starts (its own Mosquitto, the daemon, simulated
-//! traffic), uplinks are seen arriving over MQTT, and it stops by itself and cleanly.
+//! The README's first command: `gatewayd-demo` starts (its own Mosquitto, the simulated air and
+//! device fleet, the daemon), uplinks are seen arriving over MQTT, and it stops by itself and cleanly.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 fn demo_shows_uplinks_flowing_to_mqtt_and_stops() {
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_gatewayd-demo"))
-        .args(["--duration", "5", "--rate", "10"])
+        .args(["--duration", "6", "--rate", "10"])
         .output()
         .expect("run gatewayd-demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -23,14 +23,14 @@ fn demo_shows_uplinks_flowing_to_mqtt_and_stops() {
         uplinks >= 10,
         "expected uplinks in the demo output, got {uplinks}:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("DevAddr 2601"), "{stdout}");
+    assert!(stdout.contains("DevAddr 2600"), "{stdout}");
     assert!(
         stdout.contains("Online"),
         "ConnState ONLINE shown: {stdout}"
     );
     let sent: u64 = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("demo: the simulated packet forwarder sent "))
+        .find_map(|l| l.strip_prefix("demo: the simulated devices sent "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("summary line");

@@ -149,6 +149,8 @@ pub enum RadioConfig {
     SemtechUdp(SemtechUdpConfig),
     /// A single-channel SX126x/SX127x transceiver on SPI + GPIO, driven through lora-phy.
     LoraPhy(Box<drivers::lora_phy::config::LoraPhySettings>),
+    /// A radio on the simulated air (a `gatewayd-sim` hub on loopback).
+    Simulated(Box<drivers::sim::radio::SimRadioConfig>),
 }
 
 /// `[radio.semtech_udp]`
@@ -518,12 +520,33 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
             }
             RadioConfig::LoraPhy(Box::new(settings))
         }
+        "simulated" => {
+            let Some(sim) = &raw.radio.simulated else {
+                return Err(b.invalid(
+                    "radio.simulated",
+                    "radio.kind = \"simulated\" needs a [radio.simulated] table with the hub address",
+                ));
+            };
+            if id.is_none() {
+                return Err(b.invalid(
+                    "gateway.id",
+                    "required with radio.kind = \"simulated\" (only a packet forwarder announces one)",
+                ));
+            }
+            let cfg = sim.to_config(id).map_err(|e| match e {
+                drivers::sim::SimError::Config { key, message } => {
+                    b.invalid(&format!("radio.simulated.{key}"), message)
+                }
+                other => b.invalid("radio.simulated", other.to_string()),
+            })?;
+            RadioConfig::Simulated(Box::new(cfg))
+        }
         other => {
             return Err(b.invalid(
                 "radio.kind",
                 format!(
-                "unknown radio kind {other:?}; supported: \"semtech_udp\", \"sx126x\", \"sx127x\""
-            ),
+                    "unknown radio kind {other:?}; supported: \"semtech_udp\", \"sx126x\", \"sx127x\", \"simulated\""
+                ),
             ))
         }
     };

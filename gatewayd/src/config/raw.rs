@@ -107,6 +107,7 @@ pub struct RawRadio {
     pub semtech_udp: RawSemtechUdp,
     pub sx126x: Option<drivers::lora_phy::config::Sx126xConfig>,
     pub sx127x: Option<drivers::lora_phy::config::Sx127xConfig>,
+    pub simulated: Option<drivers::sim::radio::SimRadioSettings>,
 }
 
 impl Default for RawRadio {
@@ -116,6 +117,7 @@ impl Default for RawRadio {
             semtech_udp: RawSemtechUdp::default(),
             sx126x: None,
             sx127x: None,
+            simulated: None,
         }
     }
 }

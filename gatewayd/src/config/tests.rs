@@ -273,3 +273,21 @@ fn service_keys() {
     assert!(err("[service]\nmetrics_bind = \"localhost\"\n").contains("key `service.metrics_bind`"));
     assert!(err("[service]\nuser = \"a b\"\n").contains("key `service.user`"));
 }
+
+#[test]
+fn simulated_radio() {
+    let c = parse(
+        "[gateway]\nid = \"0102030405060708\"\n[radio]\nkind = \"simulated\"\n\
+         [radio.simulated]\nhub = \"127.0.0.1:1700\"\nx_m = 10.0\ny_m = 20.0\n",
+    )
+    .unwrap();
+    assert!(matches!(c.radio, RadioConfig::Simulated(_)));
+    let base = "[gateway]\nid = \"0102030405060708\"\n[radio]\nkind = \"simulated\"\n";
+    assert!(err(base).contains("key `radio.simulated`"));
+    let e = err(&format!(
+        "{base}[radio.simulated]\nhub = \"nowhere\"\nx_m = 1.0\ny_m = 1.0\n"
+    ));
+    assert!(e.contains("key `radio.simulated.hub`"), "{e}");
+    let e = err("[radio]\nkind = \"simulated\"\n[radio.simulated]\nhub = \"127.0.0.1:1700\"\nx_m = 1.0\ny_m = 1.0\n");
+    assert!(e.contains("key `gateway.id`"), "{e}");
+}

@@ -67,12 +67,23 @@ pub async fn run_until_signal(config: Config) -> Result<(), DaemonError> {
         }
         token.cancel();
     });
-    run_with(config, shutdown, Some(reload_rx)).await
+    run_with(config, shutdown, Some(reload_rx), None).await
 }
 
 /// Run the daemon until `shutdown` is cancelled (no reload).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    run_with(config, shutdown, None).await
+    run_with(config, shutdown, None, None).await
+}
+
+/// Run the daemon on a radio the caller already started (an emulated chip or an in-process
+/// simulated air in tests); everything after the radio is the same code path. The caller's
+/// backend should stop when `shutdown` is cancelled.
+pub async fn run_with_radio(
+    config: Config,
+    radio: Radio,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    run_with(config, shutdown, None, Some(radio)).await
 }
 
 async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio, DaemonError> {
@@ -94,6 +105,9 @@ async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio,
                 .await
                 .map_err(|e| DaemonError::Radio(e.to_string()))
         }
+        RadioConfig::Simulated(sim) => drivers::sim::radio::spawn((**sim).clone(), token)
+            .await
+            .map_err(|e| DaemonError::Radio(e.to_string())),
     }
 }
 
@@ -101,6 +115,7 @@ fn backend_name(config: &Config) -> &'static str {
     match config.radio {
         RadioConfig::SemtechUdp(_) => "semtech_udp",
         RadioConfig::LoraPhy(_) => "lora_phy",
+        RadioConfig::Simulated(_) => "simulated",
     }
 }
 
@@ -123,6 +138,7 @@ async fn run_with(
     mut config: Config,
     shutdown: CancellationToken,
     mut reload: Option<tokio::sync::mpsc::Receiver<()>>,
+    given_radio: Option<Radio>,
 ) -> Result<(), DaemonError> {
     let decision = privileges::decide(
         nix::unistd::geteuid().as_raw(),
@@ -148,12 +164,15 @@ async fn run_with(
     log::info!("outbox: {}", config.outbox.path.display());
 
     let radio_token = CancellationToken::new();
-    let radio = match spawn_radio(&config, radio_token.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = outbox.close().await;
-            return Err(e);
-        }
+    let radio = match given_radio {
+        Some(r) => r,
+        None => match spawn_radio(&config, radio_token.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = outbox.close().await;
+                return Err(e);
+            }
+        },
     };
     let gps = config.gps.device.as_ref().map(|device| {
         log::info!(

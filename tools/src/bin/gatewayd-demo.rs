@@ -1,6 +1,7 @@
 //! `gatewayd-demo`: gatewayd with no hardware. Starts a Mosquitto on loopback (or uses
-//! `--mqtt`), runs the daemon in-process with embedded defaults and a temporary state
-//! directory, feeds it simulated traffic, and prints every uplink a subscriber receives.
+//! `--mqtt`), a simulated air with a fleet of LoRaWAN devices, and the daemon in-process with
+//! `radio.kind = "simulated"`, embedded defaults and a temporary state directory; prints every
+//! uplink a subscriber receives from the broker.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,8 +10,12 @@ use anyhow::Context;
 use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
 use clap::Parser;
+use drivers::sim::fleet::{Fleet, FleetConfig};
+use drivers::sim::fleet_task::run_fleet;
+use drivers::sim::hub::{serve_hub, spawn_air};
+use drivers::sim::model::AirModel;
 use gatewayd::config::Config;
-use gatewayd_tools::broker::{free_port, Mosquitto};
+use gatewayd_tools::broker::Mosquitto;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -20,9 +25,12 @@ struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
-    /// Uplinks per second from the simulated devices.
+    /// Uplinks per second from the whole fleet (on average).
     #[arg(long, default_value_t = 2.0)]
     rate: f64,
+    /// Seed of the simulation (device keys, positions, timing, radio propagation).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Number of simulated devices.
     #[arg(long, default_value_t = 20)]
     devices: u32,
@@ -33,11 +41,11 @@ struct Args {
 
 const GATEWAY: &str = "0016c001ff10a235";
 
-fn demo_config(state_dir: &std::path::Path, udp: SocketAddr, mqtt: &str) -> anyhow::Result<Config> {
+fn demo_config(state_dir: &std::path::Path, hub: SocketAddr, mqtt: &str) -> anyhow::Result<Config> {
     let text = format!(
-        "[gateway]\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 10\n\
+        "[gateway]\nid = \"{GATEWAY}\"\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 10\n\
          [gateway.location]\nlatitude = 52.3702\nlongitude = 4.8952\naltitude = 5.0\n\
-         [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"{udp}\"\n\
+         [radio]\nkind = \"simulated\"\n[radio.simulated]\nhub = \"{hub}\"\nx_m = 0.0\ny_m = 0.0\n\
          [mqtt]\nserver = \"tcp://{mqtt}\"\ntopic_prefix = \"eu868\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\
          [service]\nallow_root = true\nstatus_socket = \"{sock}\"\nmetrics_bind = \"\"\n",
         sock = state_dir.join("status.sock").display(),
@@ -61,24 +69,33 @@ async fn main() -> anyhow::Result<()> {
             addr
         }
     };
+    let shutdown = CancellationToken::new();
+    let air_stop = CancellationToken::new();
+    let air = spawn_air(AirModel::default(), args.seed, air_stop.clone());
+    let hub = serve_hub("127.0.0.1:0".parse()?, air.clone(), air_stop.clone()).await?;
+    // A Class A device sends at most every 3 s (its RX windows take 2 s): enough devices for
+    // the asked rate.
+    let rate = args.rate.clamp(0.01, 1000.0);
+    let devices = (args.devices.max(1) as usize).max((3.0 * rate).ceil() as usize);
+    let fleet_cfg = FleetConfig {
+        devices,
+        seed: args.seed,
+        interval_us: (devices as f64 / rate * 1e6) as u64,
+        radius_m: 1500.0,
+        ..FleetConfig::default()
+    };
+    let fleet = Fleet::new(&fleet_cfg, 0).context("fleet")?;
     let state = tempfile::tempdir()?;
-    let udp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-    let config = demo_config(state.path(), udp, &mqtt)?;
+    let config = demo_config(state.path(), hub, &mqtt)?;
     println!(
-        "demo: gatewayd state in {}, Semtech UDP on {udp}",
+        "demo: simulated air on {hub} with {devices} LoRaWAN devices (ABP, EU868) within 1.5 km; \
+         gatewayd state in {}",
         state.path().display()
     );
 
     let printer = print_uplinks(&mqtt).await?;
-    let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(gatewayd::daemon::run(config, shutdown.clone()));
-    let forwarder = tokio::spawn(gatewayd_tools::forwarder::run(
-        udp,
-        gatewayd_tools::parse_eui(GATEWAY)?,
-        args.devices,
-        args.rate,
-        shutdown.clone(),
-    ));
+    let counters = run_fleet(fleet, air.clone(), air_stop.clone()).await?;
 
     let stop = async {
         match args.duration {
@@ -93,12 +110,13 @@ async fn main() -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => { r.ok(); }
     }
     println!("demo: stopping");
+    let sent = counters.borrow().uplinks;
     shutdown.cancel();
-    let sent = forwarder.await.context("forwarder")?;
     daemon.await.context("daemon task")??;
+    air_stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     printer.abort();
-    println!("demo: the simulated packet forwarder sent {sent} uplinks");
+    println!("demo: the simulated devices sent {sent} uplinks");
     Ok(())
 }
 
