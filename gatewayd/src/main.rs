@@ -7,6 +7,7 @@ use gatewayd::cli::{Cli, Command};
 use gatewayd::config::Config;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     gatewayd::logging::init(cli.log_level.unwrap_or(log::LevelFilter::Info));
     let command = cli.command.unwrap_or(Command::Run);
@@ -67,4 +68,15 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(gatewayd::daemon::run_until_signal(config))?;
     Ok(())
+}
+
+/// glibc gives each thread that allocates its own malloc arena; freed memory then sits in
+/// several of them. One arena keeps the daemon's resident memory down (about 1 MB measured
+/// under load, see BENCHMARKS.md) at no measurable throughput cost for its few threads.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }

@@ -194,7 +194,7 @@ impl Default for RawOutbox {
             max_bytes: 256 * 1024 * 1024,
             uplink_expiry_secs: 0,
             stats_expiry_secs: 3600,
-            commit_delay_ms: 2,
+            commit_delay_ms: 0,
         }
     }
 }

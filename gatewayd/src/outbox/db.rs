@@ -26,7 +26,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 ];
 
 /// Page cache per connection, in KiB (negative `cache_size` in SQLite's terms).
-const CACHE_KIB: i64 = 1024;
+const CACHE_KIB: i64 = 512;
 
 /// Open (creating if needed) and migrate the database at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection, OutboxError> {

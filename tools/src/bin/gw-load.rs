@@ -170,7 +170,16 @@ async fn main() -> anyhow::Result<()> {
 
 /// Send every uplink; returns the number of datagrams acknowledged.
 async fn send(args: &Args, gateway: [u8; 8], shared: &Arc<Shared>) -> anyhow::Result<u64> {
-    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    // A large receive buffer: a window of PUSH_ACKs arriving at once must not overflow the
+    // default ~208 KiB (each small datagram costs the kernel ~1 KiB) and be counted as lost.
+    let std_sock = {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        let _ = s.set_recv_buffer_size(4 << 20);
+        s.set_nonblocking(true)?;
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>()?.into())?;
+        std::net::UdpSocket::from(s)
+    };
+    let sock = Arc::new(UdpSocket::from_std(std_sock)?);
     sock.connect(args.target).await?;
     let acked = Arc::new(AtomicU64::new(0));
     let notify = Arc::new(tokio::sync::Notify::new());
