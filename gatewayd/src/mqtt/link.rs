@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::state::{Backoff, Window};
 use super::{conn_state_payload, options, topic, Command, LinkState};
 use crate::config::MqttConfig;
-use crate::outbox::ratelimit::WarnLimiter;
 use crate::outbox::{Message, OutboxError, OutboxHandle};
+use drivers::ratelimit::RateLimiter;
 
 /// Longest wait for in-flight PUBACKs at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,7 +56,7 @@ struct Link {
     state: watch::Sender<LinkState>,
     conn_topic: String,
     command_prefix: String,
-    command_warn: WarnLimiter,
+    command_warn: RateLimiter,
 }
 
 /// One connection attempt's state.
@@ -85,8 +85,11 @@ pub(crate) async fn run(
         shutdown,
         commands,
         state,
-        command_warn: WarnLimiter::new(Duration::from_secs(10)),
+        command_warn: RateLimiter::new(Duration::from_secs(10)),
     };
+    // During an outage every failed attempt is logged at debug; a warning says so once a
+    // minute (with how many attempts failed), so the journal is not flooded.
+    let mut retry_warn = RateLimiter::new(Duration::from_secs(60));
     loop {
         if link.shutdown.is_cancelled() {
             break;
@@ -96,12 +99,16 @@ pub(crate) async fn run(
             Ended::Shutdown => break,
             Ended::Lost(reason) => {
                 let retry_in = backoff.next_delay(rand::random::<f64>());
-                log::warn!(
-                    "mqtt: {}:{}: {reason}; retrying in {:.1} s",
-                    link.config.host,
-                    link.config.port,
-                    retry_in.as_secs_f64()
-                );
+                let (host, port, secs) =
+                    (&link.config.host, link.config.port, retry_in.as_secs_f64());
+                match retry_warn.check("retry", Instant::now()) {
+                    Some(0) => log::warn!("mqtt: {host}:{port}: {reason}; retrying in {secs:.1} s"),
+                    Some(n) => log::warn!(
+                        "mqtt: {host}:{port}: {reason}; {n} more attempts failed in the last minute; \
+                         retrying in {secs:.1} s (messages are kept in the outbox)"
+                    ),
+                    None => log::debug!("mqtt: {host}:{port}: {reason}; retrying in {secs:.1} s"),
+                }
                 link.state
                     .send_replace(LinkState::Disconnected { reason, retry_in });
                 tokio::select! {
@@ -273,7 +280,7 @@ impl Link {
             .strip_prefix(&self.command_prefix)
             .filter(|k| !k.is_empty() && !k.contains('/'));
         let Some(kind) = kind else {
-            if self.command_warn.allow(Instant::now()).is_some() {
+            if self.command_warn.check("topic", Instant::now()).is_some() {
                 log::warn!("mqtt: ignored a message on unexpected topic {:?}", p.topic);
             }
             return;
@@ -286,7 +293,7 @@ impl Link {
         match self.commands.try_send(cmd) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(cmd)) => {
-                if let Some(n) = self.command_warn.allow(Instant::now()) {
+                if let Some(n) = self.command_warn.check("queue_full", Instant::now()) {
                     log::warn!(
                         "mqtt: command queue full: dropped a {} command ({n} other warnings suppressed)",
                         cmd.kind

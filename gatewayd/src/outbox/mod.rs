@@ -42,7 +42,6 @@
 
 mod db;
 mod queue;
-pub(crate) mod ratelimit;
 mod worker;
 
 #[cfg(test)]

@@ -12,10 +12,10 @@ use std::time::{Instant, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{from_ms, to_ms};
-use super::ratelimit::WarnLimiter;
 use super::{
     Class, ClassStats, Message, NewMessage, OutboxError, OutboxStats, ACK_FLUSH, HEAD_CAP,
 };
+use drivers::ratelimit::RateLimiter;
 
 /// Pending deletions that force a commit even without stores.
 const DELETE_BATCH: usize = 4096;
@@ -41,8 +41,8 @@ pub(crate) struct Queue {
     inflight: HashMap<i64, Message>,
     pending_deletes: HashSet<i64>,
     deletes_since: Option<Instant>,
-    evict_warn: WarnLimiter,
-    expire_warn: WarnLimiter,
+    evict_warn: RateLimiter,
+    expire_warn: RateLimiter,
     commits: u64,
 }
 
@@ -62,8 +62,8 @@ impl Queue {
             inflight: HashMap::new(),
             pending_deletes: HashSet::new(),
             deletes_since: None,
-            evict_warn: WarnLimiter::new(WARN_INTERVAL),
-            expire_warn: WarnLimiter::new(WARN_INTERVAL),
+            evict_warn: RateLimiter::new(WARN_INTERVAL),
+            expire_warn: RateLimiter::new(WARN_INTERVAL),
             commits: 0,
         };
         q.reload().map_err(|e| q.db_err(e))?;
@@ -532,7 +532,7 @@ impl Queue {
     /// Log the rate-limited eviction / expiry warnings if anything happened.
     pub(crate) fn report(&mut self, now: Instant) {
         let evicted: u64 = self.classes.iter().map(|q| q.evicted_unreported).sum();
-        if evicted > 0 && self.evict_warn.allow(now).is_some() {
+        if evicted > 0 && self.evict_warn.check("evict", now).is_some() {
             let what = self.summary(|q| &mut q.evicted_unreported);
             log::warn!(
                 "outbox full ({} bytes max): evicted the oldest messages or refused new ones: {what}",
@@ -540,7 +540,7 @@ impl Queue {
             );
         }
         let expired: u64 = self.classes.iter().map(|q| q.expired_unreported).sum();
-        if expired > 0 && self.expire_warn.allow(now).is_some() {
+        if expired > 0 && self.expire_warn.check("expire", now).is_some() {
             let what = self.summary(|q| &mut q.expired_unreported);
             log::warn!("outbox: dropped expired unsent messages: {what}");
         }
