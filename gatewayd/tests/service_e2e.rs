@@ -267,3 +267,40 @@ fn root_without_a_user_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run as root"));
 }
+
+#[test]
+fn ready_without_a_packet_forwarder_says_what_it_waits_for() {
+    // No gateway id in the config and no forwarder yet: systemd must still get READY=1 (else
+    // its start timeout kills a daemon that is working), with a STATUS= saying why MQTT waits.
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let cfg = dir.path().join("gatewayd.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir.path(), free_port(), free_port(), "", ""),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !got.iter().any(|m: &String| m.contains("READY=1")) && Instant::now() < deadline {
+        drain(&sock, &mut got);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.iter().any(|m| m.contains("READY=1")), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|m| m.contains("STATUS=waiting for the packet forwarder")),
+        "{got:?}"
+    );
+}

@@ -273,8 +273,18 @@ async fn run_with(
         tokio::spawn(server.serve(move || st.snapshot(), service_token.clone()));
     }
 
-    // The MQTT link needs the gateway id for its topics, client id and last will.
+    // The MQTT link needs the gateway id for its topics, client id and last will. Without
+    // one in the config it comes from the packet forwarder, which may start later: the
+    // daemon is ready (it stores whatever arrives) and says what it waits for, rather than
+    // letting systemd's start timeout kill it.
     let link_token = CancellationToken::new();
+    let mut ready_sent = false;
+    if config.gateway.id.is_none() && gateway_rx.borrow().is_none() {
+        let _ = notifier.ready();
+        let _ = notifier.status("waiting for the packet forwarder to announce the gateway id");
+        log::info!("gatewayd running; waiting for the packet forwarder to announce the gateway id");
+        ready_sent = true;
+    }
     let gateway = tokio::select! {
         id = gateway_rx.wait_for(Option::is_some) => id.ok().and_then(|id| *id),
         _ = shutdown.cancelled() => None,
@@ -307,7 +317,7 @@ async fn run_with(
         });
         (task, command_task, watch_task)
     });
-    if !shutdown.is_cancelled() {
+    if !shutdown.is_cancelled() && !ready_sent {
         let _ = notifier.ready();
         let _ = notifier.status(&state.status_line());
         log::info!("gatewayd running");
