@@ -223,3 +223,35 @@ fn sigterm_publishes_offline_and_exits_zero() {
         "OFFLINE published on stop"
     );
 }
+
+#[test]
+fn json_mode_publishes_the_protobuf_json_mapping() {
+    use base64::Engine as _;
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/+/event/up");
+    let daemon = Daemon::start_mqtt(
+        broker.port(),
+        &format!(
+            "server = \"tcp://127.0.0.1:{}\"\njson = true\n",
+            broker.port()
+        ),
+    );
+    let mut pf = Forwarder::new(daemon.udp_port);
+    assert_eq!(pf.push_frames(0..3, 4, WAIT), 3);
+    let deadline = std::time::Instant::now() + WAIT;
+    while sub.all().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let all = sub.all();
+    assert_eq!(all.len(), 3, "{}", daemon.log());
+    for r in all {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON payload");
+        assert_eq!(v["rxInfo"]["gatewayId"], GATEWAY_ID);
+        assert_eq!(v["txInfo"]["frequency"], 866_349_812);
+        assert_eq!(v["rxInfo"]["crcStatus"], "CRC_OK");
+        let phy = base64::engine::general_purpose::STANDARD
+            .decode(v["phyPayload"].as_str().unwrap())
+            .unwrap();
+        assert!(frame_number(&phy).is_some(), "{v}");
+    }
+}

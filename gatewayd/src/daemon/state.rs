@@ -72,6 +72,13 @@ impl DaemonState {
         let outbox = self.outbox.lock().ok().and_then(|g| g.clone());
         let gps = self.whereabouts.gps_state().map(|g| GpsStatus {
             fix: g.status == FixStatus::Fix,
+            state: match g.status {
+                FixStatus::NoDevice => "no_device",
+                FixStatus::NoFix => "no_fix",
+                FixStatus::Fix => "fix",
+                FixStatus::Stale => "stale",
+            }
+            .to_string(),
             satellites: g
                 .position
                 .as_ref()

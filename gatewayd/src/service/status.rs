@@ -100,6 +100,8 @@ pub struct GpsStatus {
     pub fix: bool,
     /// Satellites in use.
     pub satellites: Option<u32>,
+    /// The receiver's state: `no_device`, `no_fix`, `fix` or `stale` (empty when unknown).
+    pub state: String,
     /// Where the position comes from: `gps`, `config` or `none`.
     pub position_source: String,
 }
@@ -347,7 +349,14 @@ pub fn render(s: &StatusSnapshot) -> String {
         match &s.gps {
             None => UNKNOWN.to_owned(),
             Some(g) => {
-                let fix = if g.fix { "fix" } else { "no fix" };
+                let fix = match g.state.as_str() {
+                    "" if g.fix => "fix",
+                    "" => "no fix",
+                    "no_device" => "no device (reopening)",
+                    "no_fix" => "no fix",
+                    "stale" => "stale (no valid sentence lately)",
+                    other => other,
+                };
                 match g.satellites {
                     Some(n) => {
                         format!("{fix}, {n} satellites, position from {}", g.position_source)

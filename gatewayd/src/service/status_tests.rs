@@ -32,6 +32,7 @@ pub(crate) fn sample() -> StatusSnapshot {
         }],
         gps: Some(GpsStatus {
             fix: true,
+            state: "fix".into(),
             satellites: Some(7),
             position_source: "gps".into(),
         }),
@@ -183,4 +184,26 @@ async fn a_garbled_answer_is_reported_as_such() {
     assert!(matches!(e, StatusError::BadAnswer(..)), "{e}");
     assert!(e.to_string().contains(SOCKET_NAME));
     srv.await.unwrap();
+}
+
+#[test]
+fn gps_states_are_spelled_out_for_operators() {
+    let mut s = sample();
+    for (state, shown) in [
+        ("no_device", "no device (reopening)"),
+        ("no_fix", "no fix"),
+        ("stale", "stale (no valid sentence lately)"),
+    ] {
+        s.gps = Some(GpsStatus {
+            fix: false,
+            state: state.into(),
+            satellites: None,
+            position_source: "config".into(),
+        });
+        let text = render(&s);
+        assert!(
+            text.contains(&format!("{shown}, position from config")),
+            "{state}: {text}"
+        );
+    }
 }
