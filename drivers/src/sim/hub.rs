@@ -6,6 +6,9 @@
 //! socket ([`super::wire`] format); [`connect_hub`] gives a remote process an
 //! [`AirHandle`] that relays over that socket. Radios and fleets only ever see
 //! [`AirHandle`], so in-process tests and multi-process demos run the same code.
+//! [`AirHandle::observe`] taps an in-process air: every attach, transmission and reception
+//! (with its outcome) as an [`AirEvent`], so tests can compare what hotspots report with
+//! what the air decided.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::air::{Air, AirStats, NodeConfig, NodeId, Outcome, Transmission};
+use super::air::{
+    Air, AirStats, NodeConfig, NodeId, Outcome, Reception, SimTime, Transmission, TxId,
+};
 use super::model::AirModel;
 use super::wire::{self, Message};
 use super::SimError;
@@ -32,6 +37,37 @@ pub struct Delivery {
     pub snr_db: f64,
     /// The frame.
     pub frame: Transmission,
+}
+
+/// What an observer of an in-process air sees ([`AirHandle::observe`]), in the order the
+/// air task handled it. Times are the air's microseconds since the task started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AirEvent {
+    /// A radio was attached.
+    Attached {
+        /// Its id.
+        node: NodeId,
+        /// Its position, gain and listener.
+        config: NodeConfig,
+    },
+    /// A frame went on the air.
+    Transmitted {
+        /// The sender.
+        node: NodeId,
+        /// The transmission's id (as in [`Reception::tx`]).
+        tx: TxId,
+        /// When it started.
+        start: SimTime,
+        /// When it ends.
+        end: SimTime,
+        /// The frame.
+        frame: Transmission,
+    },
+    /// A frame ended at a receiver that could hear it (listener matched, power at or above
+    /// sensitivity), with its outcome. Delivered ones were also handed to the receiver's
+    /// channel (unless it was full: see the air's warning). A receiver that matched but got
+    /// no [`AirEvent::Received`] for a transmission had it below sensitivity.
+    Received(Reception),
 }
 
 enum Command {
@@ -50,6 +86,10 @@ enum Command {
     },
     Stats {
         reply: oneshot::Sender<Result<AirStats, SimError>>,
+    },
+    Observe {
+        events: mpsc::UnboundedSender<AirEvent>,
+        reply: oneshot::Sender<Result<(), SimError>>,
     },
 }
 
@@ -113,6 +153,16 @@ impl AirHandle {
     pub async fn stats(&self) -> Result<AirStats, SimError> {
         self.ask(|reply| Command::Stats { reply }).await?
     }
+
+    /// Tap the air (in-process air only): from now on every attach, transmission and
+    /// reception is also sent as an [`AirEvent`] to the returned receiver. Meant for tests and
+    /// diagnostics: the channel is unbounded, so drain it (or drop it, which ends the tap).
+    pub async fn observe(&self) -> Result<mpsc::UnboundedReceiver<AirEvent>, SimError> {
+        let (events, rx) = mpsc::unbounded_channel();
+        self.ask(|reply| Command::Observe { events, reply })
+            .await??;
+        Ok(rx)
+    }
 }
 
 /// Start an air task with a model and seed; it stops when `shutdown` is cancelled.
@@ -122,10 +172,16 @@ pub fn spawn_air(model: AirModel, seed: u64, shutdown: CancellationToken) -> Air
     AirHandle { tx }
 }
 
+/// Send an event to every observer, forgetting those that went away.
+fn notify(observers: &mut Vec<mpsc::UnboundedSender<AirEvent>>, event: impl Fn() -> AirEvent) {
+    observers.retain(|o| o.send(event()).is_ok());
+}
+
 async fn air_task(mut air: Air, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
     let t0 = Instant::now();
     let now_us = || t0.elapsed().as_micros() as u64;
     let mut sinks: HashMap<NodeId, mpsc::Sender<Delivery>> = HashMap::new();
+    let mut observers: Vec<mpsc::UnboundedSender<AirEvent>> = Vec::new();
     let mut dropped = 0u64;
     loop {
         let wake = air
@@ -138,14 +194,31 @@ async fn air_task(mut air: Air, mut rx: mpsc::Receiver<Command>, shutdown: Cance
                 let Some(cmd) = cmd else { break };
                 match cmd {
                     Command::Attach { config, deliveries, reply } => {
-                        let r = air.add_node(config).map_err(SimError::from);
+                        let r = air.add_node(config.clone()).map_err(SimError::from);
                         if let Ok(id) = r {
                             sinks.insert(id, deliveries);
+                            notify(&mut observers, || AirEvent::Attached {
+                                node: id,
+                                config: config.clone(),
+                            });
                         }
                         let _ = reply.send(r);
                     }
                     Command::Transmit { node, frame, reply } => {
-                        let r = air.transmit(now_us(), node, frame).map(|_| ());
+                        let start = now_us();
+                        let r = if observers.is_empty() {
+                            air.transmit(start, node, frame).map(|_| ())
+                        } else {
+                            air.transmit(start, node, frame.clone()).map(|(tx, end)| {
+                                notify(&mut observers, || AirEvent::Transmitted {
+                                    node,
+                                    tx,
+                                    start,
+                                    end,
+                                    frame: frame.clone(),
+                                });
+                            })
+                        };
                         let _ = reply.send(r.map_err(SimError::from));
                     }
                     Command::Detach { node } => {
@@ -155,6 +228,10 @@ async fn air_task(mut air: Air, mut rx: mpsc::Receiver<Command>, shutdown: Cance
                     Command::Stats { reply } => {
                         let _ = reply.send(Ok(air.stats().clone()));
                     }
+                    Command::Observe { events, reply } => {
+                        observers.push(events);
+                        let _ = reply.send(Ok(()));
+                    }
                 }
             }
             _ = tokio::time::sleep_until(wake) => {}
@@ -163,6 +240,7 @@ async fn air_task(mut air: Air, mut rx: mpsc::Receiver<Command>, shutdown: Cance
             continue;
         };
         for r in receptions {
+            notify(&mut observers, || AirEvent::Received(r.clone()));
             if r.outcome != Outcome::Delivered {
                 continue;
             }
@@ -340,6 +418,10 @@ async fn client_task(
                     }
                     Command::Stats { reply } => {
                         let _ = reply.send(Err(SimError::Unsupported("air statistics")));
+                        continue;
+                    }
+                    Command::Observe { reply, .. } => {
+                        let _ = reply.send(Err(SimError::Unsupported("observing the air")));
                         continue;
                     }
                 };

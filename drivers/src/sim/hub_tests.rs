@@ -117,3 +117,95 @@ async fn hub_shares_the_air_between_sockets_and_rejects_bad_datagrams() {
     assert!(matches!(b.stats().await, Err(SimError::Unsupported(_))));
     stop.cancel();
 }
+
+#[tokio::test]
+async fn observer_sees_attaches_transmissions_and_every_outcome() {
+    let stop = CancellationToken::new();
+    let air = spawn_air(
+        AirModel {
+            shadowing_sigma_db: 0.0,
+            ..AirModel::default()
+        },
+        1,
+        stop.clone(),
+    );
+    let mut events = air.observe().await.unwrap();
+    let (htx, mut hrx) = mpsc::channel(8);
+    let (dtx, _drx) = mpsc::channel(8);
+    let (ftx, _frx) = mpsc::channel(8);
+    let hs = air.attach(node(0.0, Listen::hotspot()), htx).await.unwrap();
+    let near = air
+        .attach(node(100.0, Listen::device()), dtx)
+        .await
+        .unwrap();
+    // 100 km away: below SF7 sensitivity at the hotspot.
+    let far = air
+        .attach(node(100_000.0, Listen::device()), ftx)
+        .await
+        .unwrap();
+    air.transmit(near, uplink(vec![1])).await.unwrap();
+    air.transmit(far, uplink(vec![2])).await.unwrap();
+    recv(&mut hrx).await;
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("observer open");
+        seen.push(ev);
+    }
+    let attached: Vec<NodeId> = seen
+        .iter()
+        .filter_map(|e| match e {
+            AirEvent::Attached { node, .. } => Some(*node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attached, vec![hs, near, far]);
+    let sent: Vec<(NodeId, Vec<u8>)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            AirEvent::Transmitted {
+                node,
+                start,
+                end,
+                frame,
+                ..
+            } => {
+                assert_eq!(end - start, frame.airtime_us());
+                Some((*node, frame.payload.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![(near, vec![1]), (far, vec![2])]);
+    let received: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            AirEvent::Received(r) => Some((r.to, r.from, r.frame.payload.clone(), r.outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        received,
+        vec![(hs, near, vec![1], Outcome::Delivered)],
+        "the far frame is below sensitivity: no reception"
+    );
+    assert_eq!(air.stats().await.unwrap().below_sensitivity, 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn observing_is_refused_over_a_hub_connection() {
+    let stop = CancellationToken::new();
+    let air = spawn_air(AirModel::default(), 1, stop.clone());
+    let addr = serve_hub("127.0.0.1:0".parse().unwrap(), air, stop.clone())
+        .await
+        .unwrap();
+    let remote = connect_hub(addr, stop.clone()).await.unwrap();
+    assert!(matches!(
+        remote.observe().await,
+        Err(SimError::Unsupported(_))
+    ));
+    stop.cancel();
+}
