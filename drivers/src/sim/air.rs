@@ -431,7 +431,7 @@ impl Air {
                 start: f.start,
                 end: f.end,
                 rssi_dbm: link.rssi_dbm,
-                snr_db: link.rssi_dbm - self.model.noise_floor_dbm(bw),
+                snr_db: self.model.snr_db(link.rssi_dbm, bw),
                 frame: f.frame.clone(),
                 outcome,
             });

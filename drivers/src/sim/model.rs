@@ -130,7 +130,17 @@ impl AirModel {
     pub fn noise_floor_dbm(&self, bw_hz: u32) -> f64 {
         -174.0 + 10.0 * f64::from(bw_hz.max(1)).log10() + self.noise_figure_db
     }
+
+    /// The SNR a LoRa receiver reports for a signal at `rssi_dbm`: signal over the noise
+    /// floor, saturating at [`MAX_REPORTED_SNR_DB`] as real SX126x/SX130x estimates do.
+    pub fn snr_db(&self, rssi_dbm: f64, bw_hz: u32) -> f64 {
+        (rssi_dbm - self.noise_floor_dbm(bw_hz)).min(MAX_REPORTED_SNR_DB)
+    }
 }
+
+/// Highest SNR a LoRa demodulator reports, dB: the estimate saturates near +13 dB on SX126x
+/// and SX130x, however strong the signal.
+pub const MAX_REPORTED_SNR_DB: f64 = 13.5;
 
 /// Bandwidth of a modulation in Hz (FSK: 2 × bitrate as a rough occupied bandwidth).
 pub fn bandwidth_hz(modulation: &Modulation) -> u32 {
@@ -200,6 +210,14 @@ mod tests {
         assert_eq!(sensitivity_dbm(&lora(12, 125_000)), -137.0);
         assert!((sensitivity_dbm(&lora(7, 250_000)) - (-124.0 + 3.0103)).abs() < 1e-3);
         assert!((sensitivity_dbm(&lora(8, 500_000)) - (-127.0 + 6.0206)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn reported_snr_saturates() {
+        let m = AirModel::default();
+        let floor = m.noise_floor_dbm(125_000);
+        assert!((m.snr_db(floor - 5.0, 125_000) + 5.0).abs() < 1e-9);
+        assert_eq!(m.snr_db(-40.0, 125_000), MAX_REPORTED_SNR_DB);
     }
 
     #[test]
