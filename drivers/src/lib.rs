@@ -7,9 +7,10 @@
 //!   the backend task that serves a concentrator's packet forwarder on loopback.
 //! - [`lora_phy`]: SX126x/SX127x through the lora-phy crate on spidev + GPIO.
 //! - [`emulated`]: an emulated SX1262 behind the same SPI/GPIO traits, for tests.
-//!
-//! Further backends (the simulated air) and the GPS/NMEA reader
-//! live beside these, each in its own module.
+//! - [`sim`]: the simulated air (path loss, collisions), its hub for several processes, the
+//!   simulated radio backend and a fleet of LoRaWAN devices.
+//! - [`gps`]: NMEA 0183 over a serial port: codec, state machine, reader task.
+//! - [`airtime`]: LoRa/FSK time on air; [`ratelimit`]: rate-limited warnings.
 #![warn(missing_docs)]
 
 pub mod airtime;

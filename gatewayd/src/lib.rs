@@ -10,7 +10,11 @@
 //! - [`lorawan`]: pure LoRaWAN header codec.
 //! - [`region`]: regional parameters; [`guard`]: the regulatory guard every transmission
 //!   passes (EIRP, channels, data rates, dwell time, duty cycle, LBT).
-//! - [`daemon`]: wires the tasks together and shuts them down in order.
+//! - [`position`]: where and when the hotspot is (GPS fix, else the configured location).
+//! - [`service`]: systemd notify and watchdog gate, status socket, metrics, privileges;
+//!   [`logging`]: the journal, or stderr without one; [`cli`]: the command line.
+//! - [`daemon`]: wires the tasks together (radio, pipeline, outbox, MQTT link, service
+//!   endpoints), reloads on SIGHUP and shuts them down in order.
 #![warn(missing_docs)]
 
 pub mod chirpstack;
