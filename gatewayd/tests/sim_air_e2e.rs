@@ -405,7 +405,11 @@ async fn three_hotspots_publish_exactly_what_the_air_delivered_to_them() {
                 "{id}: RSSI {} at or above sensitivity",
                 rx.rssi
             );
-            assert!((-20.5..=13.5).contains(&rx.snr), "{id}: SNR {} plausible", rx.snr);
+            assert!(
+                (-20.5..=13.5).contains(&rx.snr),
+                "{id}: SNR {} plausible",
+                rx.snr
+            );
             let tx = up.tx_info.as_ref().expect("tx_info");
             assert_eq!(u64::from(tx.frequency), r.frame.freq_hz, "{id}: frequency");
             let Modulation::Lora { sf, bw_hz, .. } = r.frame.modulation else {

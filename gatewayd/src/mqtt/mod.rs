@@ -60,7 +60,7 @@ pub enum LinkState {
 pub const COMMAND_QUEUE: usize = 64;
 
 /// Start the link task. It runs until `shutdown` is cancelled, then stops pulling from the
-/// outbox, waits (at most [`link::DRAIN_TIMEOUT`]) for in-flight PUBACKs, publishes OFFLINE
+/// outbox, waits (at most 2 s, `DRAIN_TIMEOUT`) for in-flight PUBACKs, publishes OFFLINE
 /// and disconnects.
 pub fn spawn(
     config: MqttConfig,

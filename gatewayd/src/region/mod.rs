@@ -1,8 +1,8 @@
-//! LoRaWAN regional parameters, compiled in as typed Rust tables (see [`tables`]).
+//! LoRaWAN regional parameters, compiled in as typed Rust tables (see `tables.rs`).
 //!
 //! Source: `shared/reference/regions.toml` (RP002-1.0.x as TTN lorawan-stack, ChirpStack and
 //! LoRaMac-node encode it). The TOML is not uniform enough to parse as data (several values
-//! are prose notes on where the sources disagree), so the numbers live in [`tables`] as Rust
+//! are prose notes on where the sources disagree), so the numbers live in `tables.rs` as Rust
 //! statics, each region commented with its source and with the choice made where sources
 //! disagree; `tests.rs` checks every region for consistency and pins those choices.
 //!
