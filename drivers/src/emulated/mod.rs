@@ -1,5 +1,6 @@
 //! Emulated radio chips behind the same SPI and GPIO traits as the real ones, so the
-//! lora-phy driver path runs unchanged in tests.
+//! lora-phy driver path runs unchanged in tests: an SX1262 ([`sx1262`]) and an SX1276
+//! ([`sx1276`]), both behind [`ChipModel`].
 //!
 //! [`EmulatedAir`] is the test's handle: it injects received frames, captures transmitted
 //! ones, injects faults (BUSY stuck, no interrupt, SPI errors, a silent chip) and reports
@@ -7,6 +8,7 @@
 //! [`crate::lora_phy::spawn`].
 
 pub mod sx1262;
+pub mod sx1276;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,6 +22,90 @@ use tokio::sync::Notify;
 use crate::lora_phy::linux::gpio::BUSY_TIMEOUT;
 use crate::lora_phy::{ErrorNote, LoraHardware, LoraPhyError};
 pub use sx1262::{AirFrame, AirTransmission, Mode, Sx1262};
+pub use sx1276::Sx1276;
+
+/// What the emulated SPI bus and pins need of a chip model. Every method takes or applies
+/// the current time, so models are deterministic state machines.
+pub trait ChipModel: Send + std::fmt::Debug {
+    /// The chip's name for messages (`SX1262`).
+    fn name(&self) -> &'static str;
+    /// One SPI transaction: MOSI bytes in (reads contribute NOPs), MISO bytes out. `Err` is
+    /// a malformed or unexpected access (also recorded in [`ChipModel::faults`]).
+    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, String>;
+    /// A frame arrives on the air; `Ok(())` when the chip received it, else why not.
+    fn receive(&mut self, frame: &AirFrame, now: Instant) -> Result<(), String>;
+    /// NRESET pulse (recorded faults and air history stay).
+    fn reset(&mut self);
+    /// The mode after applying everything due by `now`.
+    fn mode(&mut self, now: Instant) -> Mode;
+    /// Level of the interrupt line the driver waits on (DIO1 / DIO0).
+    fn irq_line(&self) -> bool;
+    /// BUSY is high until this instant.
+    fn busy_until(&self) -> Option<Instant>;
+    /// The chip has a BUSY line (SX126x); without one, [`Faults::busy_stuck`] has no effect.
+    fn has_busy_line(&self) -> bool {
+        true
+    }
+    /// When the transmission on air ends.
+    fn tx_end(&self) -> Option<Instant>;
+    /// Apply what time has done (a transmission ends and raises TxDone).
+    fn advance(&mut self, now: Instant);
+    /// Frames transmitted.
+    fn transmissions(&self) -> &[AirTransmission];
+    /// Protocol faults seen.
+    fn faults(&self) -> &[String];
+    /// Injected fault: the TX-done interrupt is never raised.
+    fn set_no_irq(&mut self, on: bool);
+    /// Whether [`ChipModel::set_no_irq`] is on.
+    fn no_irq(&self) -> bool;
+    /// The TCXO setting the driver programmed, if any.
+    fn tcxo(&self) -> Option<u8>;
+}
+
+impl ChipModel for Sx1262 {
+    fn name(&self) -> &'static str {
+        "SX1262"
+    }
+    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, String> {
+        Sx1262::transfer(self, mosi, now)
+    }
+    fn receive(&mut self, frame: &AirFrame, now: Instant) -> Result<(), String> {
+        Sx1262::receive(self, frame, now)
+    }
+    fn reset(&mut self) {
+        Sx1262::reset(self)
+    }
+    fn mode(&mut self, now: Instant) -> Mode {
+        Sx1262::mode(self, now)
+    }
+    fn irq_line(&self) -> bool {
+        self.dio1()
+    }
+    fn busy_until(&self) -> Option<Instant> {
+        Sx1262::busy_until(self)
+    }
+    fn tx_end(&self) -> Option<Instant> {
+        Sx1262::tx_end(self)
+    }
+    fn advance(&mut self, now: Instant) {
+        Sx1262::advance(self, now)
+    }
+    fn transmissions(&self) -> &[AirTransmission] {
+        &self.transmissions
+    }
+    fn faults(&self) -> &[String] {
+        &self.faults
+    }
+    fn set_no_irq(&mut self, on: bool) {
+        self.no_irq = on;
+    }
+    fn no_irq(&self) -> bool {
+        self.no_irq
+    }
+    fn tcxo(&self) -> Option<u8> {
+        self.tcxo
+    }
+}
 
 /// Faults a test can inject.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,17 +120,23 @@ pub struct Faults {
     pub silent: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
-    chip: Mutex<Sx1262>,
+    chip: Mutex<Box<dyn ChipModel>>,
     faults: Mutex<Faults>,
     changed: Notify,
 }
 
 /// The test's handle on the emulated chip and its air. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EmulatedAir {
     shared: Arc<Shared>,
+}
+
+impl Default for EmulatedAir {
+    fn default() -> Self {
+        EmulatedAir::with_chip(Box::new(Sx1262::default()))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,6 +147,27 @@ impl EmulatedAir {
     /// A powered-on SX1262 on a quiet air.
     pub fn new() -> EmulatedAir {
         EmulatedAir::default()
+    }
+
+    /// A powered-on SX1276 (RFM95W) on a quiet air.
+    pub fn sx1276() -> EmulatedAir {
+        EmulatedAir::with_chip(Box::new(Sx1276::default()))
+    }
+
+    /// `chip` on a quiet air.
+    pub fn with_chip(chip: Box<dyn ChipModel>) -> EmulatedAir {
+        EmulatedAir {
+            shared: Arc::new(Shared {
+                chip: Mutex::new(chip),
+                faults: Mutex::new(Faults::default()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// The emulated chip's name (`SX1262`, `SX1276`).
+    pub fn chip_name(&self) -> &'static str {
+        lock(&self.shared.chip).name()
     }
 
     /// Put a frame on the air now; `Ok(instant)` when the chip received it (the instant its
@@ -68,7 +181,7 @@ impl EmulatedAir {
 
     /// Everything transmitted so far.
     pub fn transmissions(&self) -> Vec<AirTransmission> {
-        lock(&self.shared.chip).transmissions.clone()
+        lock(&self.shared.chip).transmissions().to_vec()
     }
 
     /// Wait (bounded) until at least `n` frames have been transmitted.
@@ -106,13 +219,13 @@ impl EmulatedAir {
     /// Replace the injected faults.
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.shared.faults) = faults;
-        lock(&self.shared.chip).no_irq = faults.no_irq;
+        lock(&self.shared.chip).set_no_irq(faults.no_irq);
         self.shared.changed.notify_waiters();
     }
 
     /// Protocol faults the chip recorded (unknown/malformed commands…).
     pub fn protocol_faults(&self) -> Vec<String> {
-        lock(&self.shared.chip).faults.clone()
+        lock(&self.shared.chip).faults().to_vec()
     }
 
     /// Panic with the recorded protocol faults, if any.
@@ -120,13 +233,15 @@ impl EmulatedAir {
         let f = self.protocol_faults();
         assert!(
             f.is_empty(),
-            "the emulated SX1262 saw protocol faults: {f:#?}"
+            "the emulated {} saw protocol faults: {f:#?}",
+            self.chip_name()
         );
     }
 
-    /// The TCXO code the driver programmed (SetTCXOMode), if any.
+    /// The TCXO code the driver programmed (SX1262 SetTCXOMode; SX1276 RegTcxo bit 4), if
+    /// any.
     pub fn tcxo(&self) -> Option<u8> {
-        lock(&self.shared.chip).tcxo
+        lock(&self.shared.chip).tcxo()
     }
 }
 
@@ -178,11 +293,14 @@ impl embedded_hal_async::spi::SpiDevice<u8> for EmulatedSpi {
         let miso = if silent {
             vec![0xFF; mosi.len()]
         } else {
-            let r = lock(&self.air.shared.chip).transfer(&mosi, Instant::now());
+            let (r, name) = {
+                let mut chip = lock(&self.air.shared.chip);
+                (chip.transfer(&mosi, Instant::now()), chip.name())
+            };
             self.air.shared.changed.notify_waiters();
             r.map_err(|e| {
                 self.note
-                    .record(format!("emulated SX1262 rejected a command: {e}"));
+                    .record(format!("emulated {name} rejected a command: {e}"));
                 EmulatedSpiError
             })?
         };
@@ -228,7 +346,8 @@ impl InterfaceVariant for EmulatedIv {
     async fn wait_on_busy(&mut self) -> Result<(), RadioError> {
         let start = Instant::now();
         loop {
-            let stuck = lock(&self.air.shared.faults).busy_stuck;
+            let stuck = lock(&self.air.shared.faults).busy_stuck
+                && lock(&self.air.shared.chip).has_busy_line();
             let until = if stuck {
                 None
             } else {
@@ -257,10 +376,10 @@ impl InterfaceVariant for EmulatedIv {
             let wake = {
                 let mut chip = lock(&self.air.shared.chip);
                 chip.advance(Instant::now());
-                if chip.dio1() {
+                if chip.irq_line() {
                     return Ok(());
                 }
-                if chip.no_irq {
+                if chip.no_irq() {
                     None
                 } else {
                     chip.tx_end()
@@ -330,9 +449,11 @@ impl LoraHardware for EmulatedHardware {
     }
 
     fn describe(&self) -> String {
-        "SX1262 on emulated spidev".into()
+        format!("{} on emulated spidev", self.air.chip_name())
     }
 }
 
+#[cfg(test)]
+mod sx1276_tests;
 #[cfg(test)]
 mod tests;

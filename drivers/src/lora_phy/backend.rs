@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::irq::{ControlledIv, IrqControl};
 use super::linux::TokioDelay;
+use super::pa_boost::PaBoostFix;
 use super::schedule::{airtime, check_request, Clock, Scheduled, TxQueue};
 use super::snoop::{Snoop, Snooped};
 use super::{ErrorNote, LoraHardware, LoraPhyError, LoraPhySettings};
@@ -217,7 +218,7 @@ async fn session<H: LoraHardware>(ctx: &mut Ctx<H>) -> Result<Stop, LoraPhyError
         };
         drive(
             ctx,
-            Sx127x::new(spi, iv, config),
+            Sx127x::new(PaBoostFix(spi), iv, config),
             &control,
             &seen,
             &note,

@@ -13,6 +13,7 @@ pub mod board;
 pub mod config;
 pub mod irq;
 pub mod linux;
+pub mod pa_boost;
 pub mod schedule;
 pub mod snoop;
 
