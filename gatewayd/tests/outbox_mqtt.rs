@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use drivers::radio::Eui64;
-use gatewayd::config::{MqttConfig, MqttScheme, OutboxConfig};
+use gatewayd::config::{MqttConfig, OutboxConfig};
 use gatewayd::mqtt::{self, Command, LinkState};
 use gatewayd::outbox::{Class, NewMessage, OutboxHandle};
 use support::mosquitto::{Mosquitto, Subscriber};
@@ -18,24 +18,13 @@ const GW: Eui64 = Eui64([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0xab]);
 const WAIT: Duration = Duration::from_secs(15);
 
 fn mqtt_config(port: u16) -> MqttConfig {
-    MqttConfig {
-        scheme: MqttScheme::Tcp,
-        host: "127.0.0.1".into(),
-        port,
-        topic_prefix: "eu868".into(),
-        json: false,
-        qos: 1,
-        client_id: None,
-        username: None,
-        password: None,
-        ca_cert: None,
-        tls_cert: None,
-        tls_key: None,
-        keep_alive: Duration::from_secs(5),
-        reconnect_min: Duration::from_millis(100),
-        reconnect_max: Duration::from_millis(500),
-        inflight: 16,
-    }
+    let text = format!(
+        "[mqtt]\nserver = \"tcp://127.0.0.1:{port}\"\nkeep_alive_secs = 5\ninflight = 16\n\
+         reconnect_min_ms = 100\nreconnect_max_ms = 500\n"
+    );
+    gatewayd::config::Config::from_toml(&text, Path::new("/etc/gatewayd/test.toml"))
+        .expect("valid test config")
+        .mqtt
 }
 
 fn outbox_config(dir: &Path) -> OutboxConfig {

@@ -76,29 +76,15 @@ fn tls_connector(config: &MqttConfig) -> Result<native_tls::TlsConnector, String
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
+    /// The defaults of an empty config file, with a small window.
     pub(crate) fn config() -> MqttConfig {
-        MqttConfig {
-            scheme: MqttScheme::Tcp,
-            host: "127.0.0.1".into(),
-            port: 1883,
-            topic_prefix: "eu868".into(),
-            json: false,
-            qos: 1,
-            client_id: None,
-            username: None,
-            password: None,
-            ca_cert: None,
-            tls_cert: None,
-            tls_key: None,
-            keep_alive: Duration::from_secs(30),
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
-            inflight: 16,
-        }
+        let text = "[mqtt]\ninflight = 16\nreconnect_min_ms = 100\nreconnect_max_ms = 5000\n";
+        crate::config::Config::from_toml(text, std::path::Path::new("/etc/gatewayd/test.toml"))
+            .expect("valid test config")
+            .mqtt
     }
 
     #[test]
