@@ -1,0 +1,29 @@
+//! Proof of coverage (protocol: `docs/proof-of-coverage.md`): the hotspot's Ed25519
+//! identity, the deterministic beacon, signed reports with one canonical encoding, data
+//! transfer receipts with a hash chain, and the verifier the network (and
+//! `gatewayd poc verify`) runs over them.
+//!
+//! Everything here is pure (time is an argument, randomness an `&dyn SecureRandom`) apart
+//! from [`identity`]'s key file. The daemon wiring (entropy command → scheduler → `TxGate`,
+//! witness detection in the pipeline, receipts, outbox) builds on these functions:
+//! [`beacon::plan`] → `BeaconPlan::tx_request` → `TxGate::send` → [`report::Report::sign`].
+//!
+//! - [`identity`]: [`identity::Signer`], key file (PKCS#8, mode 0600), hotspot address.
+//! - [`beacon`]: windows, payload derivation, frequency/DR choice, the on-air frame.
+//! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
+//! - [`receipt`]: data-transfer receipts and their hash chain.
+//! - [`verify`]: the verifier and its verdicts.
+//! - [`wire`]: byte-level pieces (locations, time sources, region codes, text lines).
+
+pub mod beacon;
+pub mod identity;
+pub mod receipt;
+pub mod report;
+pub mod verify;
+pub mod wire;
+
+#[cfg(test)]
+mod test_support;
+
+pub use identity::{KeyFileSigner, PublicKey, Signer};
+pub use report::{Body, Kind, Report, SignedReport};
