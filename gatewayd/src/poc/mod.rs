@@ -13,9 +13,11 @@
 //! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
 //! - [`receipt`]: data-transfer receipts and their hash chain.
 //! - [`verify`]: the verifier and its verdicts.
+//! - [`commands`]: `gatewayd keys …` and `gatewayd poc verify`.
 //! - [`wire`]: byte-level pieces (locations, time sources, region codes, text lines).
 
 pub mod beacon;
+pub mod commands;
 pub mod identity;
 pub mod receipt;
 pub mod report;
