@@ -14,6 +14,7 @@
 //! - [`receipt`]: data-transfer receipts and their hash chain.
 //! - [`verify`]: the verifier and its verdicts.
 //! - [`commands`]: `gatewayd keys …` and `gatewayd poc verify`.
+//! - [`witness`]: witness detection over received frames, the report of a sent beacon.
 //! - [`wire`]: byte-level pieces (locations, time sources, region codes, text lines).
 
 pub mod beacon;
@@ -23,6 +24,7 @@ pub mod receipt;
 pub mod report;
 pub mod verify;
 pub mod wire;
+pub mod witness;
 
 #[cfg(test)]
 mod test_support;
