@@ -279,6 +279,14 @@ pub fn plan(
     })
 }
 
+/// The beacon's conducted power (§5.4): the guard's limit at `freq_hz`, capped by the
+/// radio's maximum; `None` when the guard has no limit there (not a channel of the region).
+pub fn power_dbm(guard: &crate::guard::Guard, freq_hz: u64, radio_max_dbm: i8) -> Option<i8> {
+    guard
+        .conducted_limit_dbm(freq_hz)
+        .map(|limit| limit.min(radio_max_dbm))
+}
+
 impl BeaconPlan {
     /// The transmit request for the guard: non-inverted IQ, CRC on, preamble 8, at
     /// `power_dbm` (the guard clamps it and reports the approved power).

@@ -164,7 +164,8 @@ proptest! {
                 let w = Window { len_s: DEFAULT_WINDOW_S, id };
                 let p = plan(region, sb, &net, &w, &local, &PublicKey(key)).unwrap();
                 prop_assert!(channels(region, sb).contains(&p.freq_hz));
-                let power = g.conducted_limit_dbm(p.freq_hz).unwrap();
+                let power = power_dbm(&g, p.freq_hz, i8::MAX).unwrap();
+                prop_assert_eq!(power_dbm(&g, p.freq_hz, 14), Some(power.min(14)));
                 let v = g
                     .check(SystemTime::now(), &p.tx_request(power, TxTiming::Immediate))
                     .map_err(|e| TestCaseError::fail(format!("{} {sb:?}: {e}", region.name)))?;

@@ -9,6 +9,7 @@
 //! [`beacon::plan`] → `BeaconPlan::tx_request` → `TxGate::send` → [`report::Report::sign`].
 //!
 //! - [`identity`]: [`identity::Signer`], key file (PKCS#8, mode 0600), hotspot address.
+//! - [`entropy`]: the `command/poc_entropy` payload and the per-window entropy book.
 //! - [`beacon`]: windows, payload derivation, frequency/DR choice, the on-air frame.
 //! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
 //! - [`receipt`]: data-transfer receipts and their hash chain.
@@ -19,6 +20,7 @@
 
 pub mod beacon;
 pub mod commands;
+pub mod entropy;
 pub mod identity;
 pub mod receipt;
 pub mod report;
