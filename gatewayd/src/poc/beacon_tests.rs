@@ -173,6 +173,19 @@ proptest! {
                 prop_assert_eq!(v.power_dbm, power);
                 prop_assert!(!v.clamped);
                 prop_assert!(v.airtime <= MAX_BEACON_AIRTIME);
+                if region.name == "AS923-1" {
+                    // Japanese rules: LBT, EIRP ≤ 13 dBm, DR ≤ 5.
+                    let japan = GuardConfig {
+                        japan: true,
+                        backend_can_lbt: true,
+                        ..GuardConfig::default()
+                    };
+                    let g = Guard::new(region, japan, DutyCycleLedger::in_memory().unwrap()).unwrap();
+                    let power = power_dbm(&g, p.freq_hz, i8::MAX).unwrap();
+                    prop_assert!(power <= 13);
+                    let req = p.tx_request(power, TxTiming::Immediate);
+                    prop_assert!(g.check(SystemTime::now(), &req).is_ok());
+                }
             }
         }
     }

@@ -313,6 +313,12 @@ impl Verifier {
             Body::Receipt(t) => t.period_end_ms,
             Body::Onboarding(_) => r.created_ms,
         };
+        let slack = self.policy.local_time_slack.as_millis() as u64;
+        if event_ms > received_ms.saturating_add(slack) {
+            return Err(Reason::TimeMismatch(format!(
+                "the event at {event_ms} ms is after the report was received at {received_ms} ms"
+            )));
+        }
         let max = self.policy.max_validity.as_millis() as u64;
         if r.deadline_ms > event_ms.saturating_add(max) {
             return Err(Reason::DeadlineTooFar {
