@@ -32,6 +32,64 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The hotspot's Ed25519 identity (proof of coverage).
+    Keys {
+        /// What to do with the key.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Proof-of-coverage tools.
+    Poc {
+        /// What to do.
+        #[command(subcommand)]
+        command: PocCommand,
+    },
+}
+
+/// `gatewayd keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the public key and the hotspot address (hex of the Ed25519 public key).
+    Show {
+        /// Key file (default: identity.pk8 in the config's state_dir).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Create a new key file with mode 0600; refuses to overwrite an existing file.
+    Generate {
+        /// Where to write the PKCS#8 key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a signed onboarding statement (hex) binding this key to an owner wallet.
+    Onboard {
+        /// The owner's wallet address.
+        #[arg(long)]
+        owner: String,
+        /// Key file (default: identity.pk8 in the config's state_dir).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+/// `gatewayd poc …`
+#[derive(Debug, Subcommand)]
+pub enum PocCommand {
+    /// Verify reports, one hex or base64 report per line, from FILEs or stdin; prints a
+    /// verdict per report; exit 0 when all are valid, 1 otherwise.
+    Verify {
+        /// Report files (none or `-`: stdin).
+        files: Vec<PathBuf>,
+        /// The network's entropy of a window, WINDOW_LEN_S:WINDOW_ID:HEX (repeatable).
+        #[arg(long, value_parser = crate::poc::commands::parse_entropy)]
+        entropy: Vec<(crate::poc::beacon::Window, [u8; 32])>,
+        /// Reject beacons whose window's entropy was not given.
+        #[arg(long)]
+        require_entropy: bool,
+        /// Verify as if received at this Unix time in ms (default: now).
+        #[arg(long)]
+        at_ms: Option<u64>,
+    },
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {

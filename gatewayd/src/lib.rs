@@ -27,6 +27,7 @@ pub mod lorawan;
 pub mod mqtt;
 pub mod outbox;
 pub mod pipeline;
+pub mod poc;
 pub mod position;
 pub mod region;
 pub mod service;

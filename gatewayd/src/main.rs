@@ -6,14 +6,19 @@ use clap::Parser;
 use gatewayd::cli::{Cli, Command};
 use gatewayd::config::Config;
 
+mod poc_cli;
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     gatewayd::logging::init(cli.log_level.unwrap_or(log::LevelFilter::Info));
     let command = cli.command.unwrap_or(Command::Run);
-    if let Command::Status { json } = command {
-        return status(&cli.config, json);
-    }
+    let command = match command {
+        Command::Status { json } => return status(&cli.config, json),
+        Command::Keys { command } => return poc_cli::keys(&cli.config, command),
+        Command::Poc { command } => return poc_cli::poc(command),
+        other => other,
+    };
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -26,7 +31,7 @@ fn main() -> ExitCode {
             println!("{}: configuration is valid", cli.config.display());
             ExitCode::SUCCESS
         }
-        Command::Status { .. } | Command::Run => {
+        Command::Status { .. } | Command::Keys { .. } | Command::Poc { .. } | Command::Run => {
             gatewayd::logging::set_level(cli.log_level.unwrap_or(config.log_level));
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,228 @@
+//! The `gatewayd keys …` and `gatewayd poc verify` commands: thin wrappers that read files,
+//! call [`super::identity`] / [`super::verify`] and write text. Kept out of `main.rs` so that
+//! they are testable with in-memory input and output.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use super::beacon::Window;
+use super::identity::{IdentityError, KeyFileSigner, Signer, KEY_FILE_NAME};
+use super::report::{valid_owner, Body, Onboarding, Report, SignedReport};
+use super::verify::{Policy, Reason, Verifier};
+use super::wire::{decode_text, from_hex};
+
+/// Validity of an onboarding statement printed by `keys onboard`.
+pub const ONBOARDING_VALIDITY_MS: u64 = 3_600_000;
+
+/// The key file: `--key` if given, else `identity.pk8` in the state directory.
+pub fn key_path(explicit: Option<&Path>, state_dir: &Path) -> PathBuf {
+    explicit.map_or_else(|| state_dir.join(KEY_FILE_NAME), Path::to_path_buf)
+}
+
+/// `keys show`: public key and address (the address is the key in hex).
+pub fn show(path: &Path, out: &mut dyn Write) -> Result<(), IdentityError> {
+    let s = KeyFileSigner::load(path)?;
+    let key = s.public_key();
+    let _ = writeln!(out, "key file:   {}", path.display());
+    let _ = writeln!(out, "public key: {}", key.address());
+    let _ = writeln!(
+        out,
+        "address:    {} (hex of the Ed25519 public key)",
+        key.address()
+    );
+    Ok(())
+}
+
+/// `keys generate --out FILE`: a new key, never overwriting.
+pub fn generate(path: &Path, out: &mut dyn Write) -> Result<(), IdentityError> {
+    let s = KeyFileSigner::generate(path)?;
+    let _ = writeln!(out, "created {} (mode 0600)", path.display());
+    let _ = writeln!(out, "address: {}", s.public_key().address());
+    Ok(())
+}
+
+/// `keys onboard --owner ADDRESS`: a signed onboarding statement in hex, valid for an hour
+/// from `now_ms`.
+pub fn onboard(path: &Path, owner: &str, now_ms: u64) -> Result<String, IdentityError> {
+    if !valid_owner(owner) {
+        return Err(IdentityError::Signing(format!(
+            "owner {owner:?} is not an address (1..=64 of A-Z a-z 0-9 . _ : -)"
+        )));
+    }
+    let s = KeyFileSigner::load(path)?;
+    let r = Report {
+        key: s.public_key(),
+        created_ms: now_ms,
+        deadline_ms: now_ms + ONBOARDING_VALIDITY_MS,
+        body: Body::Onboarding(Onboarding {
+            owner: owner.to_owned(),
+        }),
+    }
+    .sign(&s)?;
+    Ok(r.to_hex())
+}
+
+/// Parse `--entropy LEN:ID:HEX` (window length s, window id, 64 hex digits).
+pub fn parse_entropy(s: &str) -> Result<(Window, [u8; 32]), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [len, id, hex] = parts[..] else {
+        return Err(format!("{s:?}: expected WINDOW_LEN_S:WINDOW_ID:HEX"));
+    };
+    let len_s: u32 = len
+        .parse()
+        .map_err(|_| format!("{len:?} is not a window length in seconds"))?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| format!("{id:?} is not a window id"))?;
+    let bytes = from_hex(hex)
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| format!("{hex:?} is not 64 hex digits"))?;
+    let mut e = [0u8; 32];
+    e.copy_from_slice(&bytes);
+    Ok((Window { len_s, id }, e))
+}
+
+/// One input of `poc verify`: a name for messages and its lines.
+pub struct Input {
+    /// File name or `-` for stdin.
+    pub name: String,
+    /// The reader.
+    pub reader: Box<dyn BufRead>,
+}
+
+/// `poc verify`: verify every report line of `inputs` (hex or base64, blank lines and
+/// `#` comments skipped) as one batch received at `at_ms`; print one verdict per report.
+/// Returns the number of invalid reports.
+pub fn verify(
+    inputs: Vec<Input>,
+    entropy: &[(Window, [u8; 32])],
+    policy: Policy,
+    at_ms: u64,
+    out: &mut dyn Write,
+) -> std::io::Result<usize> {
+    let mut labels = Vec::new();
+    let mut decoded = Vec::new();
+    for input in inputs {
+        for (i, line) in input.reader.lines().enumerate() {
+            let line = line?;
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            labels.push(format!("{}:{}", input.name, i + 1));
+            decoded.push(decode_text(t));
+        }
+    }
+    let mut v = Verifier::new(policy);
+    for (w, e) in entropy {
+        v.add_entropy(*w, *e);
+    }
+    let ok: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.clone().ok()).collect();
+    let mut verdicts = v.verify_batch(&ok, at_ms).into_iter();
+    let mut invalid = 0;
+    for (label, d) in labels.iter().zip(&decoded) {
+        let verdict = match d {
+            Ok(bytes) => {
+                let key = SignedReport::decode(bytes)
+                    .map(|r| r.report.key.address())
+                    .unwrap_or_default();
+                verdicts
+                    .next()
+                    .unwrap_or(Err(Reason::Replayed))
+                    .map(|k| (k, key))
+            }
+            Err(e) => Err(Reason::Malformed(e.clone())),
+        };
+        match verdict {
+            Ok((kind, key)) => writeln!(out, "{label}: valid {kind:?} from {key}")?,
+            Err(reason) => {
+                invalid += 1;
+                writeln!(out, "{label}: INVALID: {reason}")?
+            }
+        }
+    }
+    Ok(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poc::test_support::*;
+
+    fn input(text: String) -> Vec<Input> {
+        vec![Input {
+            name: "r.txt".into(),
+            reader: Box::new(std::io::Cursor::new(text.into_bytes())),
+        }]
+    }
+
+    #[test]
+    fn verify_prints_a_verdict_per_line() {
+        use base64::Engine;
+        let b = SeedSigner::new(1);
+        let w = SeedSigner::new(2);
+        let beacon_r = signed(&b, Body::Beacon(beacon(&b)), tx_time_ms() + 1000);
+        let witness_r = signed(&w, Body::Witness(witness(&b)), tx_time_ms() + 2000);
+        let text = format!(
+            "# reports\n{}\n\n{}\nzz-not-a-report\n{}\n",
+            witness_r.to_hex(),
+            base64::engine::general_purpose::STANDARD.encode(beacon_r.bytes()),
+            witness_r.to_hex(),
+        );
+        let mut out = Vec::new();
+        let bad = verify(
+            input(text),
+            &[(WINDOW, ENTROPY)],
+            Policy::default(),
+            tx_time_ms() + 5000,
+            &mut out,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(
+            lines[0].starts_with("r.txt:2: valid Witness from "),
+            "{out}"
+        );
+        assert!(lines[1].starts_with("r.txt:4: valid Beacon from "), "{out}");
+        assert!(lines[2].starts_with("r.txt:5: INVALID: malformed"), "{out}");
+        assert_eq!(
+            lines[3],
+            "r.txt:6: INVALID: replayed: the same report was already received"
+        );
+        assert_eq!(bad, 2);
+    }
+
+    #[test]
+    fn keys_generate_show_and_onboard() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_path(None, dir.path());
+        assert_eq!(path, dir.path().join("identity.pk8"));
+        let mut out = Vec::new();
+        generate(&path, &mut out).unwrap();
+        assert!(generate(&path, &mut Vec::new()).is_err());
+        let mut shown = Vec::new();
+        show(&path, &mut shown).unwrap();
+        let shown = String::from_utf8(shown).unwrap();
+        let address = KeyFileSigner::load(&path).unwrap().public_key().address();
+        assert!(shown.contains(&address), "{shown}");
+        let hex = onboard(&path, "wallet-1", 1_000).unwrap();
+        let mut v = Verifier::new(Policy::default());
+        let bytes = decode_text(&hex).unwrap();
+        assert_eq!(v.verify(&bytes, 2_000), Ok(crate::poc::Kind::Onboarding));
+        assert_eq!(
+            v.owner(&KeyFileSigner::load(&path).unwrap().public_key()),
+            Some("wallet-1")
+        );
+        assert!(onboard(&path, "no spaces please", 1_000).is_err());
+    }
+
+    #[test]
+    fn entropy_argument() {
+        let (w, e) = parse_entropy(&format!("3600:490000:{}", "11".repeat(32))).unwrap();
+        assert_eq!((w, e), (WINDOW, ENTROPY));
+        assert!(parse_entropy("3600:1:abcd").is_err());
+        assert!(parse_entropy("x:1:00").is_err());
+    }
+}

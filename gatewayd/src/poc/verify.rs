@@ -1,0 +1,559 @@
+//! The verifier (docs/proof-of-coverage.md §7): checks signed reports and gives each a
+//! verdict, valid or the first rule it breaks. Pure and in-memory: the caller gives the
+//! receive time and, when it has them, the network's entropy and the uplinks it received.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use ring::digest::{digest, SHA256};
+
+use super::beacon::{self, Window};
+use super::identity::PublicKey;
+use super::receipt::ReceiptError;
+use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
+use super::wire::{CodecError, Position};
+
+/// Speed of light, m/s.
+const C: f64 = 299_792_458.0;
+
+/// The verifier's thresholds (defaults as in the protocol document).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Longest allowed gap between the event and the report's deadline.
+    pub max_validity: Duration,
+    /// Smallest beaconer–witness distance, m.
+    pub min_distance_m: f64,
+    /// Largest beaconer–witness distance, m.
+    pub max_distance_m: f64,
+    /// Allowance above free space for the RSSI bound, dB.
+    pub rssi_margin_db: f64,
+    /// Witness antenna gain counted at most, dBi.
+    pub max_witness_gain_dbi: f64,
+    /// Largest witness frequency error, Hz.
+    pub freq_tolerance_hz: u64,
+    /// GPS-timed witness: largest |rx − tx| beyond the airtime.
+    pub gps_time_tolerance: Duration,
+    /// Local-clock witness: how far outside the beacon window it may claim to be.
+    pub local_time_slack: Duration,
+    /// Reject beacons whose window's entropy the verifier was not given.
+    pub require_entropy: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_validity: Duration::from_secs(3600),
+            min_distance_m: 300.0,
+            max_distance_m: 100_000.0,
+            rssi_margin_db: 6.0,
+            max_witness_gain_dbi: 9.0,
+            freq_tolerance_hz: 25_000,
+            gps_time_tolerance: Duration::from_secs(2),
+            local_time_slack: Duration::from_secs(60),
+            require_entropy: false,
+        }
+    }
+}
+
+/// Why a report is invalid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Reason {
+    /// Not a well-formed report.
+    #[error("malformed: {0}")]
+    Malformed(CodecError),
+    /// The signature is not the report key's.
+    #[error("bad signature: not signed by the key {0} it names")]
+    BadSignature(PublicKey),
+    /// The same bytes were seen before.
+    #[error("replayed: the same report was already received")]
+    Replayed,
+    /// Received after its deadline.
+    #[error("late: received at {received_ms} ms, deadline {deadline_ms} ms")]
+    Late {
+        /// Receive time, Unix ms.
+        received_ms: u64,
+        /// The deadline, Unix ms.
+        deadline_ms: u64,
+    },
+    /// The deadline is further after the event than the policy allows.
+    #[error("deadline {deadline_ms} ms is more than {max_s} s after the event at {event_ms} ms")]
+    DeadlineTooFar {
+        /// The deadline.
+        deadline_ms: u64,
+        /// The event.
+        event_ms: u64,
+        /// The policy's bound, s.
+        max_s: u64,
+    },
+    /// Window length not valid or tx time outside the window.
+    #[error("window: {0}")]
+    WindowMismatch(String),
+    /// The verifier does not know this window's entropy (and requires it).
+    #[error("no network entropy known for window {0}")]
+    EntropyUnknown(u64),
+    /// The entropy is not the network's for the window.
+    #[error("network entropy is not the one published for window {0}")]
+    EntropyMismatch(u64),
+    /// Not later than the key's previous beacon.
+    #[error("irregular interval: window {window} is not after this key's previous beacon in window {previous}")]
+    IrregularInterval {
+        /// This beacon's window.
+        window: u64,
+        /// The previous one.
+        previous: u64,
+    },
+    /// Frequency differs from the recomputed one.
+    #[error("frequency {reported} Hz, recomputed {expected} Hz")]
+    FrequencyMismatch {
+        /// Reported.
+        reported: u64,
+        /// Recomputed.
+        expected: u64,
+    },
+    /// Data rate differs from the recomputed one.
+    #[error("data rate DR{reported}, recomputed DR{expected}")]
+    DataRateMismatch {
+        /// Reported.
+        reported: u8,
+        /// Recomputed.
+        expected: u8,
+    },
+    /// The claimed EIRP exceeds the region's limit.
+    #[error("claimed EIRP {eirp_dbm:.1} dBm is above the limit {limit_dbm:.1} dBm")]
+    PowerAboveLimit {
+        /// Claimed EIRP.
+        eirp_dbm: f64,
+        /// The region's limit there.
+        limit_dbm: f64,
+    },
+    /// The beacon's parameters cannot be recomputed (region without beacon channel/DR).
+    #[error("beacon cannot be recomputed: {0}")]
+    Unplannable(String),
+    /// No location in the report.
+    #[error("no location")]
+    NoLocation,
+    /// The witnessed frame is not a beacon, or no valid beacon has that payload.
+    #[error("no valid beacon with this payload: {0}")]
+    NoBeacon(&'static str),
+    /// The witness is the beaconer.
+    #[error("self-witness: the witness key is the beaconer's")]
+    SelfWitness,
+    /// Witness and beaconer have the same owner.
+    #[error("witness and beaconer belong to the same owner {0}")]
+    SameOwner(String),
+    /// This key already witnessed this beacon.
+    #[error("duplicate witness: this key already witnessed this beacon")]
+    DuplicateWitness,
+    /// Witness region differs.
+    #[error("witness region {witness} differs from the beacon's {beacon}")]
+    RegionMismatch {
+        /// Witness region.
+        witness: &'static str,
+        /// Beacon region.
+        beacon: &'static str,
+    },
+    /// Witness frequency too far from the beacon's.
+    #[error(
+        "witness frequency {witness} Hz is more than {tolerance} Hz from the beacon's {beacon} Hz"
+    )]
+    WitnessFrequencyMismatch {
+        /// Witness frequency.
+        witness: u64,
+        /// Beacon frequency.
+        beacon: u64,
+        /// Tolerance.
+        tolerance: u64,
+    },
+    /// Witness SF/BW differ from the beacon's DR.
+    #[error("witness heard SF{sf}/{bw_hz} Hz, the beacon was sent at DR{dr}")]
+    WitnessDataRateMismatch {
+        /// Witness SF.
+        sf: u8,
+        /// Witness BW.
+        bw_hz: u32,
+        /// Beacon DR.
+        dr: u8,
+    },
+    /// Witness time does not fit the beacon.
+    #[error("time: {0}")]
+    TimeMismatch(String),
+    /// Closer than the minimum distance.
+    #[error("distance {distance_m:.0} m is below the minimum {min_m:.0} m")]
+    BelowMinDistance {
+        /// Distance.
+        distance_m: f64,
+        /// Minimum.
+        min_m: f64,
+    },
+    /// Farther than the maximum distance.
+    #[error("distance {distance_m:.0} m is above the maximum {max_m:.0} m")]
+    AboveMaxDistance {
+        /// Distance.
+        distance_m: f64,
+        /// Maximum.
+        max_m: f64,
+    },
+    /// Heard louder than free space allows.
+    #[error("RSSI {rssi_dbm:.1} dBm is above the free-space bound {max_dbm:.1} dBm at {distance_m:.0} m")]
+    RssiTooHigh {
+        /// Reported RSSI.
+        rssi_dbm: f64,
+        /// The bound.
+        max_dbm: f64,
+        /// Distance.
+        distance_m: f64,
+    },
+    /// Receipt inconsistent or its chain broken.
+    #[error("receipt: {0}")]
+    Receipt(ReceiptError),
+    /// Receipt does not continue the key's previous receipt.
+    #[error("receipt chain broken: prev_head is not the previous receipt's head")]
+    ReceiptChainBroken,
+}
+
+/// A forwarded uplink as the network received it: (uplink id, PHYPayload).
+pub type Uplink = (u32, Vec<u8>);
+
+/// A verdict: the report's kind when valid, else the reason.
+pub type Verdict = Result<Kind, Reason>;
+
+#[derive(Debug, Clone)]
+struct KnownBeacon {
+    key: PublicKey,
+    report: BeaconReport,
+    sf: u8,
+    bw_hz: u32,
+    airtime: Duration,
+}
+
+/// Verifies reports; remembers what it has seen (replays, beacons, witnesses, chains).
+#[derive(Debug, Default)]
+pub struct Verifier {
+    policy: Policy,
+    entropy: HashMap<Window, [u8; 32]>,
+    uplinks: HashMap<(PublicKey, [u8; 32]), Vec<Uplink>>,
+    seen: HashSet<[u8; 32]>,
+    beacons: HashMap<[u8; 32], KnownBeacon>,
+    last_window: HashMap<PublicKey, u64>,
+    witnessed: HashSet<([u8; 32], PublicKey)>,
+    owners: HashMap<PublicKey, String>,
+    heads: HashMap<PublicKey, [u8; 32]>,
+}
+
+impl Verifier {
+    /// A verifier with `policy`.
+    pub fn new(policy: Policy) -> Verifier {
+        Verifier {
+            policy,
+            ..Verifier::default()
+        }
+    }
+
+    /// The network's entropy for `window`.
+    pub fn add_entropy(&mut self, window: Window, entropy: [u8; 32]) {
+        self.entropy.insert(window, entropy);
+    }
+
+    /// The uplinks the network received from `key` after chain head `prev_head` (checked
+    /// against the receipt that starts there).
+    pub fn add_uplinks(&mut self, key: PublicKey, prev_head: [u8; 32], uplinks: Vec<Uplink>) {
+        self.uplinks.insert((key, prev_head), uplinks);
+    }
+
+    /// The owner the key's valid onboarding statement named, if seen.
+    pub fn owner(&self, key: &PublicKey) -> Option<&str> {
+        self.owners.get(key).map(String::as_str)
+    }
+
+    /// Verify a batch: onboarding statements, then beacons (by window), receipts, then
+    /// witnesses, so that witnesses find their beacon whatever the input order. Verdicts
+    /// come back in input order.
+    pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<Verdict> {
+        let rank = |b: &[u8]| match SignedReport::decode(b).map(|r| r.report) {
+            Ok(r) => match r.body {
+                Body::Onboarding(_) => (0, 0),
+                Body::Beacon(b) => (1, b.window.id),
+                Body::Receipt(_) => (2, 0),
+                Body::Witness(_) => (3, 0),
+            },
+            Err(_) => (4, 0),
+        };
+        let mut order: Vec<usize> = (0..reports.len()).collect();
+        order.sort_by_key(|&i| rank(&reports[i]));
+        let mut out = vec![Err(Reason::Replayed); reports.len()];
+        for i in order {
+            out[i] = self.verify(&reports[i], received_ms);
+        }
+        out
+    }
+
+    /// Verify one report received at Unix ms `received_ms`.
+    pub fn verify(&mut self, bytes: &[u8], received_ms: u64) -> Verdict {
+        let signed = SignedReport::decode(bytes).map_err(Reason::Malformed)?;
+        let r = &signed.report;
+        if !signed.signature_valid() {
+            return Err(Reason::BadSignature(r.key));
+        }
+        let id: [u8; 32] = digest(&SHA256, bytes)
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        if !self.seen.insert(id) {
+            return Err(Reason::Replayed);
+        }
+        if received_ms > r.deadline_ms {
+            return Err(Reason::Late {
+                received_ms,
+                deadline_ms: r.deadline_ms,
+            });
+        }
+        let event_ms = match &r.body {
+            Body::Beacon(b) => b.tx_time_ms,
+            Body::Witness(w) => w.rx_time_ms,
+            Body::Receipt(t) => t.period_end_ms,
+            Body::Onboarding(_) => r.created_ms,
+        };
+        let slack = self.policy.local_time_slack.as_millis() as u64;
+        if event_ms > received_ms.saturating_add(slack) {
+            return Err(Reason::TimeMismatch(format!(
+                "the event at {event_ms} ms is after the report was received at {received_ms} ms"
+            )));
+        }
+        let max = self.policy.max_validity.as_millis() as u64;
+        if r.deadline_ms > event_ms.saturating_add(max) {
+            return Err(Reason::DeadlineTooFar {
+                deadline_ms: r.deadline_ms,
+                event_ms,
+                max_s: max / 1000,
+            });
+        }
+        let key = r.key;
+        match &r.body {
+            Body::Beacon(b) => self.beacon(key, b),
+            Body::Witness(w) => self.witness(key, w),
+            Body::Receipt(t) => {
+                t.check_consistent().map_err(Reason::Receipt)?;
+                if let Some(prev) = self.heads.get(&key) {
+                    if *prev != t.prev_head {
+                        return Err(Reason::ReceiptChainBroken);
+                    }
+                }
+                if let Some(ups) = self.uplinks.get(&(key, t.prev_head)) {
+                    t.check_uplinks(ups).map_err(Reason::Receipt)?;
+                }
+                self.heads.insert(key, t.head);
+                Ok(Kind::Receipt)
+            }
+            Body::Onboarding(o) => {
+                self.owners.entry(key).or_insert_with(|| o.owner.clone());
+                Ok(Kind::Onboarding)
+            }
+        }
+    }
+
+    fn beacon(&mut self, key: PublicKey, b: &BeaconReport) -> Verdict {
+        let w = b.window;
+        if !Window::valid_len(w.len_s) {
+            return Err(Reason::WindowMismatch(format!(
+                "length {} s is not valid",
+                w.len_s
+            )));
+        }
+        if !w.contains_ms(b.tx_time_ms) {
+            return Err(Reason::WindowMismatch(format!(
+                "tx time {} ms is outside window {} [{}, {})",
+                b.tx_time_ms,
+                w.id,
+                w.start_ms(),
+                w.end_ms()
+            )));
+        }
+        match self.entropy.get(&w) {
+            Some(e) if *e != b.network_entropy => return Err(Reason::EntropyMismatch(w.id)),
+            None if self.policy.require_entropy => return Err(Reason::EntropyUnknown(w.id)),
+            _ => {}
+        }
+        if let Some(&previous) = self.last_window.get(&key) {
+            if w.id <= previous {
+                return Err(Reason::IrregularInterval {
+                    window: w.id,
+                    previous,
+                });
+            }
+        }
+        let plan = beacon::plan(
+            b.region,
+            b.sub_band,
+            &b.network_entropy,
+            &w,
+            &b.local_entropy,
+            &key,
+        )
+        .map_err(|e| Reason::Unplannable(e.to_string()))?;
+        if u64::from(b.freq_hz) != plan.freq_hz {
+            return Err(Reason::FrequencyMismatch {
+                reported: u64::from(b.freq_hz),
+                expected: plan.freq_hz,
+            });
+        }
+        if b.dr != plan.dr {
+            return Err(Reason::DataRateMismatch {
+                reported: b.dr,
+                expected: plan.dr,
+            });
+        }
+        let eirp = claimed_eirp(b);
+        let limit = f64::from(b.region.max_eirp_dbm(plan.freq_hz).unwrap_or(f32::MIN));
+        if eirp > limit + 0.05 {
+            return Err(Reason::PowerAboveLimit {
+                eirp_dbm: eirp,
+                limit_dbm: limit,
+            });
+        }
+        if b.location.is_none() {
+            return Err(Reason::NoLocation);
+        }
+        let (sf, bw_hz) = match plan.modulation {
+            drivers::radio::Modulation::Lora { sf, bw_hz, .. } => (sf, bw_hz),
+            _ => (0, 0),
+        };
+        self.last_window.insert(key, w.id);
+        self.beacons.insert(
+            plan.body,
+            KnownBeacon {
+                key,
+                report: b.clone(),
+                sf,
+                bw_hz,
+                airtime: plan.airtime,
+            },
+        );
+        Ok(Kind::Beacon)
+    }
+
+    fn witness(&mut self, key: PublicKey, w: &WitnessReport) -> Verdict {
+        let body =
+            beacon::parse_frame(&w.frame).ok_or(Reason::NoBeacon("not a v1 beacon frame"))?;
+        let known = self
+            .beacons
+            .get(&body)
+            .ok_or(Reason::NoBeacon("no valid beacon report has this payload"))?;
+        let b = &known.report;
+        if known.key == key {
+            return Err(Reason::SelfWitness);
+        }
+        if let (Some(ow), Some(ob)) = (self.owners.get(&key), self.owners.get(&known.key)) {
+            if ow == ob {
+                return Err(Reason::SameOwner(ow.clone()));
+            }
+        }
+        if !self.witnessed.insert((body, key)) {
+            return Err(Reason::DuplicateWitness);
+        }
+        if w.region.name != b.region.name {
+            return Err(Reason::RegionMismatch {
+                witness: w.region.name,
+                beacon: b.region.name,
+            });
+        }
+        let tolerance = self.policy.freq_tolerance_hz;
+        if u64::from(w.freq_hz.abs_diff(b.freq_hz)) > tolerance {
+            return Err(Reason::WitnessFrequencyMismatch {
+                witness: u64::from(w.freq_hz),
+                beacon: u64::from(b.freq_hz),
+                tolerance,
+            });
+        }
+        if (w.sf, w.bw_hz) != (known.sf, known.bw_hz) {
+            return Err(Reason::WitnessDataRateMismatch {
+                sf: w.sf,
+                bw_hz: w.bw_hz,
+                dr: b.dr,
+            });
+        }
+        self.witness_time(w, known)?;
+        let (Some(wl), Some(bl)) = (w.location, b.location) else {
+            return Err(Reason::NoLocation);
+        };
+        let d = bl.distance_m(&wl);
+        if d < self.policy.min_distance_m {
+            return Err(Reason::BelowMinDistance {
+                distance_m: d,
+                min_m: self.policy.min_distance_m,
+            });
+        }
+        if d > self.policy.max_distance_m {
+            return Err(Reason::AboveMaxDistance {
+                distance_m: d,
+                max_m: self.policy.max_distance_m,
+            });
+        }
+        let max = self.max_rssi_dbm(b, w, &bl, &wl);
+        let rssi = f64::from(w.rssi_ddbm) / 10.0;
+        if rssi > max {
+            return Err(Reason::RssiTooHigh {
+                rssi_dbm: rssi,
+                max_dbm: max,
+                distance_m: d,
+            });
+        }
+        Ok(Kind::Witness)
+    }
+
+    fn witness_time(&self, w: &WitnessReport, known: &KnownBeacon) -> Result<(), Reason> {
+        let tx = known.report.tx_time_ms;
+        match w.time_source {
+            super::wire::TimeSource::Gps => {
+                let tol = (self.policy.gps_time_tolerance + known.airtime).as_millis() as u64;
+                if w.rx_time_ms.abs_diff(tx) > tol {
+                    return Err(Reason::TimeMismatch(format!(
+                        "GPS rx time {} ms is more than {tol} ms from the beacon's {tx} ms",
+                        w.rx_time_ms
+                    )));
+                }
+            }
+            super::wire::TimeSource::Local => {
+                let win = known.report.window;
+                let slack = self.policy.local_time_slack.as_millis() as u64;
+                if w.rx_time_ms.saturating_add(slack) < win.start_ms()
+                    || w.rx_time_ms > win.end_ms().saturating_add(slack)
+                {
+                    return Err(Reason::TimeMismatch(format!(
+                        "rx time {} ms is outside the beacon's window {}",
+                        w.rx_time_ms, win.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The free-space bound (§7): capped EIRP + capped witness gain − FSPL + margin.
+    fn max_rssi_dbm(
+        &self,
+        b: &BeaconReport,
+        w: &WitnessReport,
+        bl: &Position,
+        wl: &Position,
+    ) -> f64 {
+        let limit = f64::from(b.region.max_eirp_dbm(u64::from(b.freq_hz)).unwrap_or(0.0));
+        let eirp = claimed_eirp(b).min(limit);
+        let gain = (f64::from(w.antenna_gain_ddbi) / 10.0).min(self.policy.max_witness_gain_dbi);
+        eirp + gain - fspl_db(bl.distance_m(wl), f64::from(b.freq_hz)) + self.policy.rssi_margin_db
+    }
+}
+
+/// The beaconer's claimed EIRP: conducted power + antenna gain − cable loss, dBm.
+pub fn claimed_eirp(b: &BeaconReport) -> f64 {
+    f64::from(b.power_dbm) + f64::from(b.antenna_gain_ddbi) / 10.0
+        - f64::from(b.cable_loss_ddb) / 10.0
+}
+
+/// Free-space path loss in dB at `distance_m` and `freq_hz` (distance floored at 1 m).
+pub fn fspl_db(distance_m: f64, freq_hz: f64) -> f64 {
+    20.0 * (4.0 * std::f64::consts::PI * distance_m.max(1.0) * freq_hz / C).log10()
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
