@@ -304,3 +304,32 @@ fn ready_without_a_packet_forwarder_says_what_it_waits_for() {
         "{got:?}"
     );
 }
+
+#[test]
+fn identity_key_is_created_0600_and_an_unsafe_one_stops_the_daemon() {
+    use std::os::unix::fs::PermissionsExt;
+    let broker = Mosquitto::start();
+    let mut daemon = Daemon::start(broker.port(), "");
+    wait_for("identity logged", WAIT, || {
+        daemon.log().contains("hotspot identity")
+    });
+    let key = daemon.dir.join("state/identity.pk8");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", key.display());
+    assert_eq!(
+        daemon
+            .terminate(Duration::from_secs(10))
+            .map(|s| s.success()),
+        Some(true)
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        .arg("--config")
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("identity.pk8"), "{err}");
+}

@@ -43,6 +43,9 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The hotspot's key file is unsafe or unreadable.
+    #[error("identity: {0}")]
+    Identity(String),
     /// Running as root is not allowed by the config, or dropping privileges failed.
     #[error("{0}")]
     Privileges(String),
@@ -160,6 +163,18 @@ async fn run_with(
         path: config.gateway.state_dir.clone(),
         source,
     })?;
+    // The hotspot's identity: created on first start (mode 0600); a key file others can read,
+    // or a malformed one, stops the daemon with the reason.
+    let key_path = config
+        .gateway
+        .state_dir
+        .join(crate::poc::identity::KEY_FILE_NAME);
+    let identity = crate::poc::identity::KeyFileSigner::load_or_create(&key_path)
+        .map_err(|e| DaemonError::Identity(e.to_string()))?;
+    {
+        use crate::poc::identity::Signer as _;
+        log::info!("hotspot identity {}", identity.public_key().address());
+    }
     let outbox = OutboxHandle::open(&config.outbox)?;
     log::info!("outbox: {}", config.outbox.path.display());
 
