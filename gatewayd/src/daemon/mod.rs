@@ -232,6 +232,8 @@ async fn run_with(
         service_token.clone(),
     );
     let (gateway_tx, mut gateway_rx) = watch::channel::<Option<Eui64>>(None);
+    // Proprietary frames (other hotspots' beacons) go to the witness task.
+    let (proprietary_tx, proprietary_rx) = tokio::sync::mpsc::channel(64);
     let (live_tx, live_rx) = watch::channel(config.uplink.clone());
     let pipeline = Pipeline::new(
         PipelineConfig {
@@ -246,7 +248,7 @@ async fn run_with(
         outbox.clone(),
         gateway_tx,
         whereabouts.clone(),
-        None,
+        Some(proprietary_tx),
     )
     .with_live_config(live_rx)
     .with_heartbeat(heartbeat.clone());
@@ -259,6 +261,7 @@ async fn run_with(
         link: Mutex::new(None),
         outbox: Mutex::new(None),
         whereabouts,
+        witness: Mutex::new(None),
     });
     heartbeat
         .register(
@@ -304,6 +307,26 @@ async fn run_with(
         id = gateway_rx.wait_for(Option::is_some) => id.ok().and_then(|id| *id),
         _ = shutdown.cancelled() => None,
     };
+    let witness_counters = Arc::new(crate::poc::task::WitnessCounters::default());
+    if let (Some(gateway), Some(region)) = (
+        gateway,
+        crate::region::Region::by_name(&config.gateway.region),
+    ) {
+        let detector = crate::poc::witness::WitnessDetector::new(
+            region,
+            config.gateway.guard.antenna_gain_dbi,
+        );
+        tokio::spawn(crate::poc::task::run_witness(
+            proprietary_rx,
+            detector,
+            Arc::new(identity),
+            outbox.clone(),
+            crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/witness"),
+            state.whereabouts.clone(),
+            witness_counters.clone(),
+        ));
+    }
+    state.set_witness_counters(witness_counters);
     let link = gateway.map(|gateway| {
         crate::logging::set_gateway_id(&gateway.to_string());
         log::info!(

@@ -35,6 +35,8 @@ pub struct DaemonState {
     pub outbox: Mutex<Option<OutboxStats>>,
     /// Location and GPS.
     pub whereabouts: Whereabouts,
+    /// Witness reports made (set once the witness task runs).
+    pub witness: Mutex<Option<Arc<crate::poc::task::WitnessCounters>>>,
 }
 
 impl DaemonState {
@@ -70,6 +72,7 @@ impl DaemonState {
             })
         });
         let outbox = self.outbox.lock().ok().and_then(|g| g.clone());
+        let witness = self.witness.lock().ok().and_then(|g| g.clone());
         let gps = self.whereabouts.gps_state().map(|g| GpsStatus {
             fix: g.status == FixStatus::Fix,
             state: match g.status {
@@ -104,7 +107,22 @@ impl DaemonState {
             ),
             uplinks_last_hour: Some(self.pipeline.last_hour.total(minute_now())),
             gps,
+            witnesses_total: witness
+                .as_ref()
+                .map(|w| w.witnesses.load(std::sync::atomic::Ordering::Relaxed)),
+            last_witness_age_seconds: witness.as_ref().and_then(|w| {
+                let ms = w.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
+                (ms > 0).then(|| now.saturating_sub(ms) / 1000)
+            }),
             ..Default::default()
+        }
+    }
+
+    /// Record the witness task's counters.
+    pub fn set_witness_counters(&self, counters: Arc<crate::poc::task::WitnessCounters>) {
+        if let Ok(mut g) = self.witness.lock() {
+            *g = Some(counters);
         }
     }
 

@@ -24,6 +24,7 @@ pub mod entropy;
 pub mod identity;
 pub mod receipt;
 pub mod report;
+pub mod task;
 pub mod verify;
 pub mod wire;
 pub mod witness;

@@ -1,0 +1,75 @@
+//! The witness task: proprietary frames the pipeline kept aside are checked for other
+//! hotspots' beacons; each new one becomes a signed witness report stored in the outbox
+//! (class PoC, above uplinks) with its deadline as expiry, published on `event/witness`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use drivers::radio::RxFrame;
+use tokio::sync::mpsc;
+
+use super::identity::Signer;
+use super::report::{Body, Report};
+use super::witness::{unix_ms, WitnessDetector};
+use crate::outbox::{Class, NewMessage, OutboxHandle};
+use crate::position::Whereabouts;
+
+/// How long a witness report stays valid (and in the outbox) after it is made.
+pub const WITNESS_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Counters of the witness task, for status and metrics.
+#[derive(Debug, Default)]
+pub struct WitnessCounters {
+    /// Witness reports stored.
+    pub witnesses: AtomicU64,
+    /// Unix ms of the last one (0: none yet).
+    pub last_ms: AtomicU64,
+}
+
+/// Run until the frame channel closes.
+pub async fn run_witness(
+    mut frames: mpsc::Receiver<RxFrame>,
+    mut detector: WitnessDetector,
+    signer: Arc<dyn Signer + Send + Sync>,
+    outbox: OutboxHandle,
+    topic: String,
+    whereabouts: Whereabouts,
+    counters: Arc<WitnessCounters>,
+) {
+    while let Some(frame) = frames.recv().await {
+        let now = SystemTime::now();
+        let Some(witness) = detector.observe(&frame, now, whereabouts.location()) else {
+            log::debug!("poc: proprietary frame is not a new beacon");
+            continue;
+        };
+        let created_ms = unix_ms(now);
+        let report = Report {
+            key: signer.public_key(),
+            created_ms,
+            deadline_ms: created_ms + WITNESS_VALIDITY.as_millis() as u64,
+            body: Body::Witness(witness),
+        };
+        let signed = match report.sign(signer.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("poc: cannot sign a witness report: {e}");
+                continue;
+            }
+        };
+        let msg = NewMessage {
+            class: Class::Poc,
+            topic: topic.clone(),
+            payload: signed.bytes().to_vec(),
+            expires_at: Some(now + WITNESS_VALIDITY),
+        };
+        match outbox.store(vec![msg]).await {
+            Ok(()) => {
+                counters.witnesses.fetch_add(1, Ordering::Relaxed);
+                counters.last_ms.store(created_ms, Ordering::Relaxed);
+                log::info!("poc: witnessed a beacon on {} Hz", frame.meta.freq_hz);
+            }
+            Err(e) => log::error!("poc: cannot store a witness report: {e}"),
+        }
+    }
+}
