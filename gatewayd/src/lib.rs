@@ -10,6 +10,7 @@
 //! - [`lorawan`]: pure LoRaWAN header codec.
 //! - [`region`]: regional parameters; [`guard`]: the regulatory guard every transmission
 //!   passes (EIRP, channels, data rates, dwell time, duty cycle, LBT).
+//! - [`downlink`]: `command/down` → guard → radio, and the TX ack back.
 //! - [`daemon`]: wires the tasks together and shuts them down in order.
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod chirpstack;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod downlink;
 pub mod guard;
 pub mod logging;
 pub mod lorawan;
