@@ -68,13 +68,27 @@ struct Setup {
     pf: Forwarder,
     sub: Subscriber,
     ns: Publisher,
+    json: bool,
     _broker: Mosquitto,
 }
 
 fn setup() -> Setup {
+    setup_with(false)
+}
+
+/// `json`: the daemon runs with `[mqtt] json = true`.
+fn setup_with(json: bool) -> Setup {
     let broker = Mosquitto::start();
     let sub = Subscriber::start(broker.port(), "eu868/gateway/0102030405060708/#");
-    let daemon = Daemon::start(broker.port(), "");
+    let daemon = if json {
+        let mqtt = format!(
+            "server = \"tcp://127.0.0.1:{}\"\njson = true\n",
+            broker.port()
+        );
+        Daemon::start_mqtt(broker.port(), &mqtt)
+    } else {
+        Daemon::start(broker.port(), "")
+    };
     let pf = Forwarder::new(daemon.udp_port);
     assert!(pf.pull_data(WAIT), "PULL_ACK");
     // The link subscribes to commands before it says ONLINE.
@@ -89,6 +103,7 @@ fn setup() -> Setup {
         pf,
         sub,
         ns,
+        json,
         _broker: broker,
     }
 }
@@ -96,6 +111,13 @@ fn setup() -> Setup {
 impl Setup {
     /// Send an uplink with counter `tmst`; returns the context the network server received.
     fn uplink(&mut self, n: u32, tmst: u32) -> Vec<u8> {
+        if self.json {
+            // The subscriber decodes protobuf uplinks only: wait for the PUSH_ACK instead
+            // and use the context the daemon would have published.
+            self.pf.push_uplink(&data_frame(n), tmst);
+            assert_eq!(self.pf.acks(1, WAIT).len(), 1, "PUSH_ACK");
+            return tmst.to_be_bytes().to_vec();
+        }
         self.pf.push_uplink(&data_frame(n), tmst);
         let ups = self.sub.wait_uplinks(WAIT, |u| {
             u.iter().any(|u| frame_number(&u.phy_payload) == Some(n))
@@ -142,7 +164,13 @@ impl Setup {
             .all()
             .iter()
             .filter(|r| r.topic == "eu868/gateway/0102030405060708/event/ack")
-            .filter_map(|r| gw::DownlinkTxAck::decode(r.payload.as_slice()).ok())
+            .filter_map(|r| {
+                if self.json {
+                    serde_json::from_slice::<gw::DownlinkTxAck>(&r.payload).ok()
+                } else {
+                    gw::DownlinkTxAck::decode(r.payload.as_slice()).ok()
+                }
+            })
             .filter(|a| a.downlink_id == id)
             .map(|a| a.items.iter().map(|i| i.status()).collect())
             .collect()
@@ -358,4 +386,34 @@ fn malformed_and_foreign_commands_change_nothing() {
         .filter(|r| r.topic.ends_with("/event/ack"))
         .count();
     assert_eq!(ack_topics, 1, "only the good command was acknowledged");
+}
+
+#[test]
+fn json_commands_and_acks_when_mqtt_json() {
+    let mut s = setup_with(true);
+    let ctx = s.uplink(6, 42_000);
+    let frame = gw::DownlinkFrame::decode(class_a(401, &ctx).as_slice()).unwrap();
+    let json = serde_json::to_vec(&frame).unwrap();
+    s.ns.publish(DOWN, json);
+    let (token, txpk) = s.pull_resp(WAIT).expect("PULL_RESP");
+    assert_rx1(&txpk, 42_000);
+    s.tx_ack(token, Some("COLLISION_PACKET"));
+    let (token, _) = s.pull_resp(WAIT).expect("RX2 PULL_RESP");
+    s.tx_ack(token, None);
+    assert_eq!(
+        s.wait_ack(401),
+        [gw::TxAckStatus::CollisionPacket, gw::TxAckStatus::Ok]
+    );
+    let raw = s
+        .sub
+        .all()
+        .into_iter()
+        .find(|r| r.topic.ends_with("/event/ack"))
+        .expect("ack");
+    let text = String::from_utf8(raw.payload).expect("JSON ack");
+    assert!(text.contains("\"COLLISION_PACKET\""), "{text}");
+    // A protobuf payload is malformed under json = true.
+    s.ns.publish(DOWN, class_a(402, &ctx));
+    assert!(s.pull_resp(Duration::from_secs(1)).is_none());
+    assert!(s.acks(402).is_empty());
 }
