@@ -13,6 +13,7 @@
 //! - [`position`]: where and when the hotspot is (GPS fix, else the configured location).
 //! - [`service`]: systemd notify and watchdog gate, status socket, metrics, privileges;
 //!   [`logging`]: the journal, or stderr without one; [`cli`]: the command line.
+//! - [`downlink`]: `command/down` → guard → radio, and the TX ack back.
 //! - [`daemon`]: wires the tasks together (radio, pipeline, outbox, MQTT link, service
 //!   endpoints), reloads on SIGHUP and shuts them down in order.
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod chirpstack;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod downlink;
 pub mod guard;
 pub mod logging;
 pub mod lorawan;

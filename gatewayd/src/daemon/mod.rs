@@ -49,6 +49,9 @@ pub enum DaemonError {
     /// Running as root is not allowed by the config, or dropping privileges failed.
     #[error("{0}")]
     Privileges(String),
+    /// The regulatory guard (region, settings, duty-cycle ledger) could not be set up.
+    #[error("regulatory guard: {0}")]
+    Guard(String),
 }
 
 /// Run until SIGTERM or SIGINT, reloading the config on SIGHUP.
@@ -120,6 +123,28 @@ fn backend_name(config: &Config) -> &'static str {
         RadioConfig::LoraPhy(_) => "lora_phy",
         RadioConfig::Simulated(_) => "simulated",
     }
+}
+
+/// The transmit path: the guard of `config.gateway.region` with its duty-cycle ledger in the
+/// state directory, owning the radio's `control` (nothing else may hold it).
+fn tx_gate(
+    config: &Config,
+    control: drivers::radio::RadioControl,
+    backend_can_lbt: bool,
+) -> Result<crate::guard::TxGate, DaemonError> {
+    use crate::guard::{DutyCycleLedger, Guard, TxGate};
+    let region = crate::region::Region::by_name(&config.gateway.region)
+        .ok_or_else(|| DaemonError::Guard(format!("unknown region {}", config.gateway.region)))?;
+    let ledger = DutyCycleLedger::open(&config.gateway.state_dir.join("dutycycle.sqlite"))
+        .map_err(|e| DaemonError::Guard(e.to_string()))?;
+    let settings = crate::guard::GuardConfig {
+        backend_can_lbt,
+        ..config.gateway.guard.clone()
+    };
+    let guard =
+        Guard::new(region, settings, ledger).map_err(|e| DaemonError::Guard(e.to_string()))?;
+    // Longer than any backend's own wait (the GWMP TX_ACK timeout is 2 s).
+    Ok(TxGate::new(guard, control, Duration::from_secs(5)))
 }
 
 /// Give the state directory to `user` before dropping to it, so the outbox stays writable.
@@ -202,6 +227,14 @@ async fn run_with(
         };
         drivers::gps::spawn(cfg, radio_token.clone())
     });
+    let gate = match tx_gate(&config, radio.control, radio.capabilities.lbt) {
+        Ok(g) => g,
+        Err(e) => {
+            radio_token.cancel();
+            let _ = outbox.close().await;
+            return Err(e);
+        }
+    };
     let whereabouts = Whereabouts::new(
         config.gateway.location,
         gps.as_ref().map(|g| g.state.clone()),
@@ -270,7 +303,6 @@ async fn run_with(
         )
         .await;
     let pipeline_task = tokio::spawn(pipeline.run(radio.events));
-    let _radio_control = radio.control;
     let probe_task = tokio::spawn(probe(
         outbox.clone(),
         state.clone(),
@@ -334,7 +366,7 @@ async fn run_with(
             config.mqtt.host,
             config.mqtt.port
         );
-        let (task, mut commands, link_state) = crate::mqtt::spawn(
+        let (task, commands, link_state) = crate::mqtt::spawn(
             config.mqtt.clone(),
             gateway,
             outbox.clone(),
@@ -348,11 +380,16 @@ async fn run_with(
                 st.link_changed();
             }
         });
-        let command_task = tokio::spawn(async move {
-            while let Some(cmd) = commands.recv().await {
-                log::warn!("command/{} ignored: not supported yet", cmd.kind);
-            }
-        });
+        let downlink = crate::downlink::DownlinkTask::new(
+            gate,
+            outbox.clone(),
+            crate::downlink::DownlinkConfig {
+                gateway,
+                topic_prefix: config.mqtt.topic_prefix.clone(),
+                json: config.mqtt.json,
+            },
+        );
+        let command_task = tokio::spawn(downlink.run(commands));
         (task, command_task, watch_task)
     });
     if !shutdown.is_cancelled() && !ready_sent {

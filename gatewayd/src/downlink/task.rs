@@ -1,0 +1,166 @@
+//! The downlink task: owns the [`TxGate`] (the regulatory guard and the radio's transmit
+//! handle), takes `command/down` payloads from the MQTT link one at a time, walks their
+//! items with the pure [`Attempt`] and stores the `gw.DownlinkTxAck` in the outbox
+//! (`Class::Control`), which the link publishes on `{prefix}/gateway/{id}/event/ack`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chirpstack_api::gw;
+use drivers::radio::Eui64;
+use drivers::ratelimit::RateLimiter;
+use tokio::sync::mpsc;
+
+use super::decode::{decode_downlink, tx_ack};
+use super::scheduler::{Attempt, Step};
+use crate::guard::TxGate;
+use crate::mqtt::Command;
+use crate::outbox::{Class, NewMessage, OutboxHandle};
+
+/// At most one warning of each kind per this interval.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Settings of the downlink task.
+#[derive(Debug, Clone)]
+pub struct DownlinkConfig {
+    /// This gateway's id (commands for others are rejected; acks carry it).
+    pub gateway: Eui64,
+    /// MQTT topic prefix, e.g. `eu868`.
+    pub topic_prefix: String,
+    /// Commands and acks use the protobuf JSON mapping instead of binary protobuf.
+    pub json: bool,
+}
+
+/// Cumulative downlink counters (for status and metrics).
+#[derive(Debug, Default)]
+pub struct DownlinkCounters {
+    /// `command/down` payloads received.
+    pub received: AtomicU64,
+    /// Payloads rejected (malformed, other gateway, bad item count).
+    pub rejected: AtomicU64,
+    /// Downlinks one of whose items was sent.
+    pub sent: AtomicU64,
+    /// Downlinks none of whose items could be sent.
+    pub failed: AtomicU64,
+}
+
+/// The task's state; run it with [`DownlinkTask::run`].
+pub struct DownlinkTask {
+    gate: TxGate,
+    outbox: OutboxHandle,
+    config: DownlinkConfig,
+    limiter: RateLimiter,
+    counters: Arc<DownlinkCounters>,
+}
+
+impl DownlinkTask {
+    /// A task transmitting through `gate` and storing acks in `outbox`.
+    pub fn new(gate: TxGate, outbox: OutboxHandle, config: DownlinkConfig) -> DownlinkTask {
+        DownlinkTask {
+            gate,
+            outbox,
+            config,
+            limiter: RateLimiter::new(WARN_INTERVAL),
+            counters: Arc::new(DownlinkCounters::default()),
+        }
+    }
+
+    /// The counters, shared.
+    pub fn counters(&self) -> Arc<DownlinkCounters> {
+        self.counters.clone()
+    }
+
+    /// Handle commands until the channel closes. `down` commands are transmitted; other
+    /// kinds are logged as unsupported.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(cmd) = commands.recv().await {
+            if cmd.kind == "down" {
+                self.handle(&cmd.payload).await;
+            } else {
+                self.warn(
+                    "unsupported",
+                    format!("command/{} ignored: not supported yet", cmd.kind),
+                );
+            }
+        }
+    }
+
+    fn warn(&mut self, kind: &'static str, msg: String) {
+        if let Some(suppressed) = self.limiter.check(kind, Instant::now()) {
+            if suppressed > 0 {
+                log::warn!("{msg} ({suppressed} similar messages suppressed)");
+            } else {
+                log::warn!("{msg}");
+            }
+        }
+    }
+
+    /// Handle one `command/down` payload: returns the ack it stored, or `None` when the
+    /// payload was rejected (nothing sent, nothing acknowledged).
+    pub async fn handle(&mut self, payload: &[u8]) -> Option<gw::DownlinkTxAck> {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let frame = match decode_downlink(payload, self.config.json, self.config.gateway) {
+            Ok(f) => f,
+            Err(e) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                self.warn(e.kind(), format!("command/down rejected: {e}"));
+                return None;
+            }
+        };
+        let id = frame.downlink_id;
+        let guard = self.gate.guard();
+        let mut attempt = Attempt::new(&frame, |eirp| guard.conducted_for_eirp(eirp));
+        let statuses = loop {
+            match attempt.step() {
+                Step::Send { index, request } => {
+                    let status = match self.gate.send(SystemTime::now(), request).await {
+                        Ok((status, verdict)) => {
+                            log::debug!(
+                                "downlink {id} item {index}: {status:?} (DR{}, {} dBm{}, {:?} airtime)",
+                                verdict.dr,
+                                verdict.power_dbm,
+                                if verdict.clamped { " clamped" } else { "" },
+                                verdict.airtime
+                            );
+                            status
+                        }
+                        Err(e) => {
+                            self.warn("not_sent", format!("downlink {id} item {index}: {e}"));
+                            e.tx_status()
+                        }
+                    };
+                    attempt.report(index, status);
+                }
+                Step::Skipped { index, error } => {
+                    self.warn(
+                        "bad_item",
+                        format!("downlink {id} item {index} rejected: {error}"),
+                    );
+                }
+                Step::Done(statuses) => break statuses,
+            }
+        };
+        let sent = statuses.contains(&gw::TxAckStatus::Ok);
+        let counter = if sent {
+            &self.counters.sent
+        } else {
+            &self.counters.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let ack = tx_ack(self.config.gateway, &frame, &statuses);
+        let topic = crate::mqtt::topic(&self.config.topic_prefix, self.config.gateway, "event/ack");
+        let msg = NewMessage::new(
+            Class::Control,
+            topic,
+            crate::chirpstack::encode(&ack, self.config.json),
+        );
+        if let Err(e) = self.outbox.store(vec![msg]).await {
+            self.warn(
+                "ack_store",
+                format!("downlink {id}: cannot store its ack: {e}"),
+            );
+        }
+        Some(ack)
+    }
+}
