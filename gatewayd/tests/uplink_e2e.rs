@@ -77,7 +77,10 @@ fn reference_vectors_arrive_once_with_their_metadata() {
 
 #[test]
 fn broker_outage_loses_nothing_and_push_acks_keep_coming() {
-    let mut broker = Mosquitto::start();
+    // The broker keeps sessions across its restart, so the subscriber's persistent session
+    // (and its subscription) survives: what the daemon publishes after the outage is queued
+    // for it even before it has reconnected, and the count below cannot race the daemon.
+    let mut broker = Mosquitto::start_persistent();
     let sub = Subscriber::start(broker.port(), "eu868/gateway/+/event/up");
     let daemon = Daemon::start(broker.port(), "");
     let mut pf = Forwarder::new(daemon.udp_port);
@@ -94,21 +97,21 @@ fn broker_outage_loses_nothing_and_push_acks_keep_coming() {
     );
     broker.restart();
 
-    // The subscriber had a persistent session, but the broker was restarted without
-    // persistence: resubscribe and count what reaches it after the outage.
-    let sub2 = Subscriber::start(broker.port(), "eu868/gateway/+/event/up");
-    sub2.wait_uplinks(Duration::from_secs(30), |u| u.len() >= 200);
-    let seen: HashSet<u32> = sub
-        .frame_counts()
-        .keys()
-        .chain(sub2.frame_counts().keys())
-        .copied()
-        .collect();
-    let missing: Vec<u32> = (0..300).filter(|n| !seen.contains(n)).collect();
+    let all = |u: &[gw::UplinkFrame]| {
+        let seen: HashSet<u32> = u
+            .iter()
+            .filter_map(|f| frame_number(&f.phy_payload))
+            .collect();
+        (0..300).all(|n| seen.contains(&n))
+    };
+    sub.wait_uplinks(Duration::from_secs(60), all);
+    let seen = sub.frame_counts();
+    let missing: Vec<u32> = (0..300).filter(|n| !seen.contains_key(n)).collect();
     assert!(
         missing.is_empty(),
-        "lost across the outage: {missing:?}\n{}",
-        daemon.log()
+        "lost across the outage: {missing:?}\n{}\nbroker:\n{}",
+        daemon.log(),
+        broker.log()
     );
 }
 
