@@ -1,7 +1,7 @@
 //! The daemon as a system service, through the real binary: sd_notify on a socket the test
 //! binds as NOTIFY_SOCKET (READY, STATUS, WATCHDOG, STOPPING), SIGHUP with a valid and an
 //! invalid config, `gatewayd status`, the metrics endpoint, logs on stderr without a journal,
-//! and dropping root privileges.
+//! dropping root privileges, and the watchdog withheld while a core loop is stuck.
 
 mod support;
 
@@ -332,4 +332,100 @@ fn identity_key_is_created_0600_and_an_unsafe_one_stops_the_daemon() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity.pk8"), "{err}");
+}
+
+/// Times (since `t0`) at which WATCHDOG=1 arrived, draining the socket into `got`.
+fn pings(sock: &UnixDatagram, got: &mut Vec<(Instant, String)>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push((
+            Instant::now(),
+            String::from_utf8_lossy(&buf[..n]).to_string(),
+        ));
+    }
+}
+
+#[test]
+fn a_stuck_outbox_stops_the_watchdog_pings_until_it_recovers() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut daemon = Daemon::start_env(
+        broker.port(),
+        "id = \"0102030405060708\"",
+        "",
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let mut got: Vec<(Instant, String)> = Vec::new();
+    let watchdog_pings = |got: &[(Instant, String)]| {
+        got.iter()
+            .filter(|(_, m)| m.contains("WATCHDOG=1"))
+            .map(|(t, _)| *t)
+            .collect::<Vec<Instant>>()
+    };
+    wait_for("READY=1 and two pings", WAIT, || {
+        pings(&sock, &mut got);
+        got.iter().any(|(_, m)| m.contains("READY=1")) && watchdog_pings(&got).len() >= 2
+    });
+
+    // Another process holds the outbox's write lock (a hung disk looks the same to the
+    // daemon): every store waits out SQLite's busy timeout and the outbox loop falls behind.
+    let db = rusqlite::Connection::open(daemon.dir.join("state").join("outbox.sqlite")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let locked_at = Instant::now();
+    let mut pf = Forwarder::new(daemon.udp_port);
+    let mut n = 0u32;
+    // The outbox loop must check in every 15 s; with pings every second a silence of 5 s
+    // means the gate has closed. Bounded: give up after 60 s.
+    let silent = loop {
+        pf.push_uplink(&data_frame(n), n);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(200));
+        pings(&sock, &mut got);
+        let last = watchdog_pings(&got).last().copied().unwrap_or(locked_at);
+        if last.elapsed() > Duration::from_secs(5) {
+            break true;
+        }
+        if locked_at.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+    };
+    assert!(
+        silent,
+        "WATCHDOG=1 kept coming while the outbox was stuck\n{}",
+        daemon.log()
+    );
+    wait_for("the log naming the late loop", WAIT, || {
+        daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("watchdog: loops not responding") && l.contains("outbox"))
+    });
+
+    // The lock goes away: the outbox answers again and so do the pings.
+    db.execute_batch("ROLLBACK").unwrap();
+    let released = Instant::now();
+    wait_for("pings after recovery", Duration::from_secs(30), || {
+        pings(&sock, &mut got);
+        watchdog_pings(&got).iter().any(|t| *t > released)
+    });
+    // Uplinks still flow after recovery.
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/+/event/up");
+    assert_eq!(
+        pf.push_frames(100_000..100_010, 4, WAIT),
+        10,
+        "{}",
+        daemon.log()
+    );
+    sub.wait_uplinks(WAIT, |u| u.len() >= 10);
+    assert!(sub.uplinks().len() >= 10, "{}", daemon.log());
+    let status = daemon
+        .terminate(Duration::from_secs(20))
+        .expect("exits within 20 s");
+    assert!(status.success(), "{status}");
 }
