@@ -48,8 +48,8 @@ fn every_figure_has_a_conventional_name() {
     assert_eq!(m["gatewayd_duty_cycle_used_ratio{band=\"g1\"}"], 0.125);
     assert_eq!(m["gatewayd_dutycycle_used_seconds{band=\"g1\"}"], 4.5);
     assert_eq!(m["gatewayd_dutycycle_budget_seconds{band=\"g1\"}"], 36.0);
-    assert_eq!(m["gatewayd_dutycycle_used_seconds{band=\"P\"}"], 1.8);
-    assert_eq!(m["gatewayd_dutycycle_budget_seconds{band=\"P\"}"], 360.0);
+    assert_eq!(m["gatewayd_dutycycle_used_seconds{band=\"K\"}"], 1.8);
+    assert_eq!(m["gatewayd_dutycycle_budget_seconds{band=\"K\"}"], 3.6);
     assert_eq!(m["gatewayd_gps_fix"], 1.0);
     assert_eq!(m["gatewayd_gps_satellites"], 7.0);
     assert!(

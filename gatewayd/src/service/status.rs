@@ -389,7 +389,7 @@ pub fn render(s: &StatusSnapshot) -> String {
                 .iter()
                 .map(|d| {
                     format!(
-                        "{} {:.1}% ({:.1} of {:.0} s)",
+                        "{} {:.1}% ({:.1} of {} s)",
                         d.band,
                         d.used_ratio * 100.0,
                         d.used_seconds,

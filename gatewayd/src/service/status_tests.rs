@@ -34,10 +34,10 @@ pub(crate) fn sample() -> StatusSnapshot {
                 budget_seconds: 36.0,
             },
             DutyCycleUse {
-                band: "P".into(),
-                used_ratio: 0.005,
+                band: "K".into(),
+                used_ratio: 0.5,
                 used_seconds: 1.8,
-                budget_seconds: 360.0,
+                budget_seconds: 3.6,
             },
         ],
         gps: Some(GpsStatus {
@@ -107,7 +107,7 @@ fn human_view_shows_every_figure() {
         "17 in the last hour, 1234 since start",
         "last beacon     1h 0m ago",
         "last witness    never",
-        "g1 12.5% (4.5 of 36 s), P 0.5% (1.8 of 360 s)",
+        "g1 12.5% (4.5 of 36 s), K 50.0% (1.8 of 3.6 s)",
         "fix, 7 satellites, position from gps",
         "downlinks       11 received, 6 sent, 3 failed, 2 rejected; \
          acks DUTY_CYCLE_OVERFLOW 1, OK 6, TOO_LATE 2",
