@@ -130,7 +130,7 @@ pub struct MqttStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DutyCycleUse {
-    /// Sub-band name (e.g. `g1` or `868.0-868.6`).
+    /// Sub-band name as the region names it (EU868: `K`, `L`, `M`, `N`, `P`, `R`).
     pub band: String,
     /// Fraction of the band's allowance used in the current window, 0.0..=1.0.
     pub used_ratio: f64,
