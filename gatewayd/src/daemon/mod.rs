@@ -295,6 +295,7 @@ async fn run_with(
         outbox: Mutex::new(None),
         whereabouts,
         witness: Mutex::new(None),
+        downlink: Mutex::new(None),
     });
     heartbeat
         .register(
@@ -389,6 +390,7 @@ async fn run_with(
                 json: config.mqtt.json,
             },
         );
+        state.set_downlink_stats(downlink.stats());
         let command_task = tokio::spawn(downlink.run(commands));
         (task, command_task, watch_task)
     });

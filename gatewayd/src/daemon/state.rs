@@ -15,7 +15,7 @@ use crate::outbox::OutboxStats;
 use crate::pipeline::task::minute_now;
 use crate::pipeline::PipelineCounters;
 use crate::position::Whereabouts;
-use crate::service::status::{GpsStatus, MqttStatus, RadioStatus, StatusSnapshot};
+use crate::service::status::{render_line, GpsStatus, MqttStatus, RadioStatus, StatusSnapshot};
 
 /// Shared, read-mostly daemon state.
 pub struct DaemonState {
@@ -37,6 +37,8 @@ pub struct DaemonState {
     pub whereabouts: Whereabouts,
     /// Witness reports made (set once the witness task runs).
     pub witness: Mutex<Option<Arc<crate::poc::task::WitnessCounters>>>,
+    /// The transmit path's figures (set once the downlink task runs).
+    pub downlink: Mutex<Option<crate::downlink::DownlinkStats>>,
 }
 
 impl DaemonState {
@@ -73,6 +75,14 @@ impl DaemonState {
         });
         let outbox = self.outbox.lock().ok().and_then(|g| g.clone());
         let witness = self.witness.lock().ok().and_then(|g| g.clone());
+        let (downlinks, guard, duty_cycle) = match self.downlink.lock().ok().and_then(|g| g.clone())
+        {
+            Some(stats) => {
+                let (d, g, dc) = stats.status();
+                (Some(d), Some(g), dc)
+            }
+            None => (None, None, Vec::new()),
+        };
         let gps = self.whereabouts.gps_state().map(|g| GpsStatus {
             fix: g.status == FixStatus::Fix,
             state: match g.status {
@@ -115,6 +125,9 @@ impl DaemonState {
                 let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
                 (ms > 0).then(|| now.saturating_sub(ms) / 1000)
             }),
+            duty_cycle,
+            downlinks,
+            guard,
             ..Default::default()
         }
     }
@@ -126,26 +139,16 @@ impl DaemonState {
         }
     }
 
-    /// The one-line summary for systemd's STATUS=.
+    /// Record the downlink task's view of the transmit path.
+    pub fn set_downlink_stats(&self, stats: crate::downlink::DownlinkStats) {
+        if let Ok(mut g) = self.downlink.lock() {
+            *g = Some(stats);
+        }
+    }
+
+    /// The one-line summary for systemd's STATUS= (see [`render_line`]).
     pub fn status_line(&self) -> String {
-        let s = self.snapshot();
-        let mqtt = match &s.mqtt {
-            Some(m) if m.connected => "mqtt connected".to_string(),
-            Some(m) => format!(
-                "mqtt down ({})",
-                m.last_error.as_deref().unwrap_or("connecting")
-            ),
-            None => "mqtt waiting for the gateway id".to_string(),
-        };
-        let radio = match &s.radio {
-            Some(r) if r.running => "radio up".to_string(),
-            _ => "radio down".to_string(),
-        };
-        format!(
-            "{radio}, {mqtt}, {} uplinks in the last hour, outbox {}",
-            s.uplinks_last_hour.unwrap_or(0),
-            s.outbox_messages.map_or("?".to_string(), |n| n.to_string())
-        )
+        render_line(&self.snapshot())
     }
 
     /// Record that the link runs.

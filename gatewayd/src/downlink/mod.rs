@@ -8,13 +8,18 @@
 //!   `immediately`, Class B `gps_epoch`), items tried in order as alternatives, statuses.
 //! - `task.rs`: the task that owns the [`TxGate`](crate::guard::TxGate), the daemon's only
 //!   way to transmit, and stores acks in the outbox (`Class::Control`).
+//! - `stats.rs`: its counters (received, scheduled, sent, item statuses acked) and the
+//!   [`DownlinkStats`] view status and metrics read (with the guard's counters and the
+//!   duty-cycle use per band).
 
 mod decode;
 mod scheduler;
+mod stats;
 mod task;
 #[cfg(test)]
 mod tests;
 
 pub use decode::{decode_downlink, tx_ack, CommandError, MAX_ITEMS};
 pub use scheduler::{ack_status, build_request, Attempt, ItemError, Step};
-pub use task::{DownlinkConfig, DownlinkCounters, DownlinkTask, WARN_INTERVAL};
+pub use stats::{DownlinkCounters, DownlinkStats, ACK_STATUSES, DUTY_CYCLE_REFRESH};
+pub use task::{DownlinkConfig, DownlinkTask, WARN_INTERVAL};

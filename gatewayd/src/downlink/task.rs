@@ -3,18 +3,19 @@
 //! items with the pure [`Attempt`] and stores the `gw.DownlinkTxAck` in the outbox
 //! (`Class::Control`), which the link publishes on `{prefix}/gateway/{id}/event/ack`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chirpstack_api::gw;
 use drivers::radio::Eui64;
 use drivers::ratelimit::RateLimiter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::decode::{decode_downlink, tx_ack};
 use super::scheduler::{Attempt, Step};
-use crate::guard::TxGate;
+use super::stats::{DownlinkCounters, DownlinkStats, DUTY_CYCLE_REFRESH};
+use crate::guard::{BandUse, SendError, TxGate};
 use crate::mqtt::Command;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
 
@@ -32,19 +33,6 @@ pub struct DownlinkConfig {
     pub json: bool,
 }
 
-/// Cumulative downlink counters (for status and metrics).
-#[derive(Debug, Default)]
-pub struct DownlinkCounters {
-    /// `command/down` payloads received.
-    pub received: AtomicU64,
-    /// Payloads rejected (malformed, other gateway, bad item count).
-    pub rejected: AtomicU64,
-    /// Downlinks one of whose items was sent.
-    pub sent: AtomicU64,
-    /// Downlinks none of whose items could be sent.
-    pub failed: AtomicU64,
-}
-
 /// The task's state; run it with [`DownlinkTask::run`].
 pub struct DownlinkTask {
     gate: TxGate,
@@ -52,6 +40,7 @@ pub struct DownlinkTask {
     config: DownlinkConfig,
     limiter: RateLimiter,
     counters: Arc<DownlinkCounters>,
+    duty_cycle: watch::Sender<Vec<BandUse>>,
 }
 
 impl DownlinkTask {
@@ -63,6 +52,7 @@ impl DownlinkTask {
             config,
             limiter: RateLimiter::new(WARN_INTERVAL),
             counters: Arc::new(DownlinkCounters::default()),
+            duty_cycle: watch::Sender::new(Vec::new()),
         }
     }
 
@@ -71,18 +61,48 @@ impl DownlinkTask {
         self.counters.clone()
     }
 
+    /// A read-only view of the transmit path for status and metrics: this task's counters,
+    /// the guard's counters and the duty-cycle use (refreshed by [`DownlinkTask::run`]).
+    pub fn stats(&self) -> DownlinkStats {
+        DownlinkStats {
+            downlinks: self.counters.clone(),
+            guard: self.gate.guard().counters(),
+            duty_cycle: self.duty_cycle.subscribe(),
+        }
+    }
+
     /// Handle commands until the channel closes. `down` commands are transmitted; other
-    /// kinds are logged as unsupported.
+    /// kinds are logged as unsupported. The duty-cycle use is published at start (the
+    /// ledger survives restarts), after every command and every [`DUTY_CYCLE_REFRESH`].
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(cmd) = commands.recv().await {
-            if cmd.kind == "down" {
-                self.handle(&cmd.payload).await;
-            } else {
-                self.warn(
-                    "unsupported",
-                    format!("command/{} ignored: not supported yet", cmd.kind),
-                );
+        let mut tick = tokio::time::interval(DUTY_CYCLE_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) if cmd.kind == "down" => {
+                        self.handle(&cmd.payload).await;
+                        self.refresh_duty_cycle();
+                    }
+                    Some(cmd) => self.warn(
+                        "unsupported",
+                        format!("command/{} ignored: not supported yet", cmd.kind),
+                    ),
+                    None => break,
+                },
+                _ = tick.tick() => self.refresh_duty_cycle(),
             }
+        }
+    }
+
+    /// Read the duty-cycle use from the ledger and publish it. On a ledger error the last
+    /// figures stay (the guard refuses to transmit meanwhile, and counts it).
+    pub fn refresh_duty_cycle(&mut self) {
+        match self.gate.guard().duty_cycle_use(SystemTime::now()) {
+            Ok(used) => {
+                self.duty_cycle.send_replace(used);
+            }
+            Err(e) => self.warn("duty_cycle_read", format!("duty-cycle use: {e}")),
         }
     }
 
@@ -114,7 +134,11 @@ impl DownlinkTask {
         let statuses = loop {
             match attempt.step() {
                 Step::Send { index, request } => {
-                    let status = match self.gate.send(SystemTime::now(), request).await {
+                    let result = self.gate.send(SystemTime::now(), request).await;
+                    if !matches!(result, Err(SendError::Refused(_))) {
+                        self.counters.scheduled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let status = match result {
                         Ok((status, verdict)) => {
                             log::debug!(
                                 "downlink {id} item {index}: {status:?} (DR{}, {} dBm{}, {:?} airtime)",
@@ -148,6 +172,7 @@ impl DownlinkTask {
             &self.counters.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.count_ack(&statuses);
         let ack = tx_ack(self.config.gateway, &frame, &statuses);
         let topic = crate::mqtt::topic(&self.config.topic_prefix, self.config.gateway, "event/ack");
         let msg = NewMessage::new(

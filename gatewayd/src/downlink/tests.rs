@@ -430,4 +430,53 @@ mod task_tests {
         assert_eq!(c.rejected.load(std::sync::atomic::Ordering::Relaxed), 2);
         ob.close().await.unwrap();
     }
+
+    #[tokio::test]
+    async fn stats_count_what_the_transmit_path_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, mut seen, ob) = task(dir.path(), vec![TxStatus::TooLate, TxStatus::Ok]);
+        let stats = t.stats();
+        assert!(stats.duty_cycle.borrow().is_empty(), "nothing read yet");
+        t.handle(&rx1_rx2(1000).encode_to_vec()).await.unwrap();
+        let mut f = rx1_rx2(1000);
+        f.items.truncate(1);
+        f.items[0].tx_info.as_mut().unwrap().frequency = 915_000_000;
+        t.handle(&f.encode_to_vec()).await.unwrap();
+        assert!(t.handle(b"\x08garbage").await.is_none());
+        t.refresh_duty_cycle();
+
+        let (d, g, duty) = stats.status();
+        assert_eq!(
+            (d.received, d.rejected, d.scheduled, d.sent, d.failed),
+            (3, 1, 2, 1, 1)
+        );
+        assert_eq!(d.acks["TOO_LATE"], 1);
+        assert_eq!(d.acks["OK"], 1);
+        assert_eq!(d.acks["TX_FREQ"], 1);
+        assert_eq!(d.acks["DUTY_CYCLE_OVERFLOW"], 0);
+        assert_eq!(d.acks.len(), 12, "every status has a series");
+        assert_eq!((g.approved, g.released, g.power_clamped), (2, 1, 0));
+        assert_eq!(g.refusals["frequency"], 1);
+        assert_eq!(g.refused(), 1);
+
+        // RX1's airtime was refunded (not sent); RX2's is charged to band P.
+        let _rx1 = seen.recv().await.unwrap();
+        let rx2 = seen.recv().await.unwrap();
+        let airtime = drivers::airtime::time_on_air(
+            &rx2.modulation,
+            &drivers::airtime::FrameShape {
+                payload_len: rx2.payload.len(),
+                preamble: rx2.preamble.unwrap_or(8),
+                crc: rx2.crc,
+                implicit_header: false,
+            },
+        );
+        let band = |name: &str| duty.iter().find(|u| u.band == name).unwrap().clone();
+        assert_eq!(band("M").used_seconds, 0.0);
+        assert_eq!(band("M").budget_seconds, 36.0);
+        assert_eq!(band("P").used_seconds, airtime.as_secs_f64());
+        assert_eq!(band("P").budget_seconds, 360.0);
+        assert!(band("P").used_ratio > 0.0);
+        ob.close().await.unwrap();
+    }
 }

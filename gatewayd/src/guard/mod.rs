@@ -128,6 +128,17 @@ pub struct Verdict {
     pub lbt: Option<LbtParams>,
 }
 
+/// Duty-cycle use of one band (for status and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandUse {
+    /// Band name, as in refusals and the ledger.
+    pub band: &'static str,
+    /// Airtime charged in the window the guard checks.
+    pub used: Duration,
+    /// The band's airtime budget per sliding hour.
+    pub budget: Duration,
+}
+
 /// An approved transmission. Only [`Guard::approve`] makes one; send it with
 /// [`Approved::into_parts`], and hand the [`Receipt`] back to [`Guard::release`] if the
 /// backend did not transmit.
@@ -473,6 +484,23 @@ impl Guard {
             self.ledger.refund(id)?;
         }
         Ok(())
+    }
+
+    /// Airtime used and budget of every duty-cycled band of the region, as the guard sees
+    /// them at `now` (the same window [`Guard::approve`] checks), in the region's band order.
+    pub fn duty_cycle_use(&self, now: SystemTime) -> Result<Vec<BandUse>, LedgerError> {
+        self.region
+            .bands
+            .iter()
+            .filter_map(|band| band.budget_per_hour().map(|budget| (band, budget)))
+            .map(|(band, budget)| {
+                Ok(BandUse {
+                    band: band.name,
+                    used: self.duty_cycle_used(now, band.name)?,
+                    budget,
+                })
+            })
+            .collect()
     }
 
     /// Airtime charged to `band` in the duty-cycle window around `now`.

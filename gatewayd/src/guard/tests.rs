@@ -409,6 +409,41 @@ fn duty_cycle_budget_per_band_over_a_sliding_hour() {
 }
 
 #[test]
+fn duty_cycle_use_lists_every_limited_band_with_its_budget() {
+    let mut g = guard("EU868", GuardConfig::default());
+    let a = g.approve(t0(), sf12_64(868_100_000)).unwrap();
+    g.approve(t0(), sf12_64(868_300_000)).unwrap();
+    let p = g.approve(t0(), sf12_64(869_525_000)).unwrap();
+    let use_now = g.duty_cycle_use(t0()).unwrap();
+    let names: Vec<_> = use_now.iter().map(|u| u.band).collect();
+    assert_eq!(names, ["K", "L", "M", "N", "P", "R"]);
+    let m = use_now.iter().find(|u| u.band == "M").unwrap();
+    assert_eq!(m.used, a.verdict().airtime * 2);
+    assert_eq!(m.budget, Duration::from_secs(36));
+    let p_use = use_now.iter().find(|u| u.band == "P").unwrap();
+    assert_eq!(
+        (p_use.used, p_use.budget),
+        (p.verdict().airtime, Duration::from_secs(360))
+    );
+    assert_eq!(
+        use_now.iter().find(|u| u.band == "K").unwrap().used,
+        Duration::ZERO
+    );
+    // Once the charges have left the window, the bands read empty again.
+    let later = t0() + DUTY_CYCLE_WINDOW + SCHEDULE_SLACK + Duration::from_secs(1);
+    assert!(g
+        .duty_cycle_use(later)
+        .unwrap()
+        .iter()
+        .all(|u| u.used == Duration::ZERO));
+    // Regions without duty cycle list nothing.
+    assert!(guard("US915", GuardConfig::default())
+        .duty_cycle_use(t0())
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
 fn regions_without_duty_cycle_do_not_charge_and_clock_steps_back_are_safe() {
     let mut g = guard("US915", GuardConfig::default());
     for i in 0..2000 {

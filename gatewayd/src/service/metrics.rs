@@ -1,6 +1,7 @@
 //! Prometheus `/metrics`: the [`StatusSnapshot`] figures in the text exposition format,
 //! served by a tiny HTTP/1.1 server (GET/HEAD, `Connection: close`) on loopback.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::status::StatusSnapshot;
+use super::status::{DownlinkStatus, StatusSnapshot};
 
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
@@ -125,6 +126,86 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
             .map(|d| (format!("{{band=\"{}\"}}", escape(&d.band)), d.used_ratio))
             .collect::<Vec<_>>(),
     );
+    let per_band = |f: fn(&super::status::DutyCycleUse) -> f64| {
+        s.duty_cycle
+            .iter()
+            .map(|d| (format!("{{band=\"{}\"}}", escape(&d.band)), f(d)))
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "gatewayd_dutycycle_used_seconds",
+        "gauge",
+        "Airtime used in the sub-band over the sliding hour.",
+        &per_band(|d| d.used_seconds),
+    );
+    metric(
+        "gatewayd_dutycycle_budget_seconds",
+        "gauge",
+        "The sub-band's airtime budget per sliding hour.",
+        &per_band(|d| d.budget_seconds),
+    );
+    let d = s.downlinks.as_ref();
+    let downlink_counters: [(&str, &str, DownlinkFigure); 5] = [
+        (
+            "gatewayd_downlinks_received_total",
+            "Downlink commands (command/down) received.",
+            |d| d.received,
+        ),
+        (
+            "gatewayd_downlinks_rejected_total",
+            "Downlink commands rejected as malformed or for another gateway.",
+            |d| d.rejected,
+        ),
+        (
+            "gatewayd_downlinks_scheduled_total",
+            "Downlink items the guard approved and handed to the radio backend.",
+            |d| d.scheduled,
+        ),
+        (
+            "gatewayd_downlinks_sent_total",
+            "Downlinks one of whose items was sent.",
+            |d| d.sent,
+        ),
+        (
+            "gatewayd_downlinks_failed_total",
+            "Downlinks none of whose items could be sent.",
+            |d| d.failed,
+        ),
+    ];
+    for (name, help, f) in downlink_counters {
+        metric(name, "counter", help, &u(d.map(f)));
+    }
+    metric(
+        "gatewayd_downlink_acks_total",
+        "counter",
+        "Items of downlink acks by status (OK, TOO_LATE, DUTY_CYCLE_OVERFLOW, ...).",
+        &labelled("status", d.map(|d| &d.acks)),
+    );
+    let g = s.guard.as_ref();
+    metric(
+        "gatewayd_guard_approved_total",
+        "counter",
+        "Transmissions the regulatory guard approved.",
+        &u(g.map(|g| g.approved)),
+    );
+    metric(
+        "gatewayd_guard_released_total",
+        "counter",
+        "Approved transmissions the backend did not send (airtime refunded).",
+        &u(g.map(|g| g.released)),
+    );
+    metric(
+        "gatewayd_guard_power_clamped_total",
+        "counter",
+        "Approved transmissions whose power the guard lowered to the limit.",
+        &u(g.map(|g| g.power_clamped)),
+    );
+    metric(
+        "gatewayd_guard_refusals_total",
+        "counter",
+        "Transmissions the regulatory guard refused, by reason.",
+        &labelled("reason", g.map(|g| &g.refusals)),
+    );
     metric(
         "gatewayd_gps_fix",
         "gauge",
@@ -138,6 +219,18 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         &u(s.gps.as_ref().and_then(|g| g.satellites).map(u64::from)),
     );
     out
+}
+
+/// Reads one counter of a [`DownlinkStatus`].
+type DownlinkFigure = fn(&DownlinkStatus) -> u64;
+
+/// One sample per map entry, labelled `{key="entry"}`.
+fn labelled(key: &str, counts: Option<&BTreeMap<String, u64>>) -> Vec<(String, f64)> {
+    counts
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| (format!("{{{key}=\"{}\"}}", escape(k)), *n as f64))
+        .collect()
 }
 
 fn escape(v: &str) -> String {

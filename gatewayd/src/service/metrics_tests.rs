@@ -46,12 +46,53 @@ fn every_figure_has_a_conventional_name() {
     assert_eq!(m["gatewayd_last_beacon_age_seconds"], 3600.0);
     assert_eq!(m["gatewayd_witnesses_total"], 5.0);
     assert_eq!(m["gatewayd_duty_cycle_used_ratio{band=\"g1\"}"], 0.125);
+    assert_eq!(m["gatewayd_dutycycle_used_seconds{band=\"g1\"}"], 4.5);
+    assert_eq!(m["gatewayd_dutycycle_budget_seconds{band=\"g1\"}"], 36.0);
+    assert_eq!(m["gatewayd_dutycycle_used_seconds{band=\"K\"}"], 1.8);
+    assert_eq!(m["gatewayd_dutycycle_budget_seconds{band=\"K\"}"], 3.6);
     assert_eq!(m["gatewayd_gps_fix"], 1.0);
     assert_eq!(m["gatewayd_gps_satellites"], 7.0);
     assert!(
         !m.contains_key("gatewayd_last_witness_age_seconds"),
         "unknown is absent"
     );
+}
+
+#[test]
+fn downlinks_and_guard_decisions_are_counters_with_labels() {
+    let m = parse(&render_metrics(&sample()));
+    for (series, want) in [
+        ("gatewayd_downlinks_received_total", 11.0),
+        ("gatewayd_downlinks_rejected_total", 2.0),
+        ("gatewayd_downlinks_scheduled_total", 8.0),
+        ("gatewayd_downlinks_sent_total", 6.0),
+        ("gatewayd_downlinks_failed_total", 3.0),
+        ("gatewayd_downlink_acks_total{status=\"OK\"}", 6.0),
+        ("gatewayd_downlink_acks_total{status=\"TOO_LATE\"}", 2.0),
+        (
+            "gatewayd_downlink_acks_total{status=\"DUTY_CYCLE_OVERFLOW\"}",
+            1.0,
+        ),
+        ("gatewayd_downlink_acks_total{status=\"TX_FREQ\"}", 0.0),
+        ("gatewayd_guard_approved_total", 8.0),
+        ("gatewayd_guard_released_total", 1.0),
+        ("gatewayd_guard_power_clamped_total", 4.0),
+        ("gatewayd_guard_refusals_total{reason=\"duty_cycle\"}", 1.0),
+        ("gatewayd_guard_refusals_total{reason=\"frequency\"}", 2.0),
+        ("gatewayd_guard_refusals_total{reason=\"dwell_time\"}", 0.0),
+    ] {
+        assert_eq!(m.get(series), Some(&want), "{series}");
+    }
+    // Without a downlink task (no gateway id yet) none of them is made up.
+    let text = render_metrics(&StatusSnapshot::default());
+    for name in [
+        "gatewayd_downlinks_",
+        "gatewayd_downlink_acks_total",
+        "gatewayd_guard_",
+        "gatewayd_dutycycle_",
+    ] {
+        assert!(!text.contains(name), "{name} in\n{text}");
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //!
 //! Protocol: connect, read JSON until EOF. The client sends nothing.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,49 @@ pub struct StatusSnapshot {
     pub duty_cycle: Vec<DutyCycleUse>,
     /// GPS receiver and position source.
     pub gps: Option<GpsStatus>,
+    /// Downlinks (`command/down`) and their acks.
+    pub downlinks: Option<DownlinkStatus>,
+    /// The regulatory guard's decisions.
+    pub guard: Option<GuardStatus>,
+}
+
+/// What the downlink path did since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DownlinkStatus {
+    /// `command/down` payloads received.
+    pub received: u64,
+    /// Payloads rejected (malformed, another gateway's id).
+    pub rejected: u64,
+    /// Items the guard approved and handed to the radio backend.
+    pub scheduled: u64,
+    /// Downlinks one of whose items was sent (acked `OK`).
+    pub sent: u64,
+    /// Downlinks none of whose items could be sent.
+    pub failed: u64,
+    /// Items of the acks by their `gw.TxAckStatus` name (`OK`, `TOO_LATE`, …).
+    pub acks: BTreeMap<String, u64>,
+}
+
+/// What the regulatory guard decided since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardStatus {
+    /// Transmissions approved.
+    pub approved: u64,
+    /// Approved transmissions the backend did not send (airtime refunded).
+    pub released: u64,
+    /// Approved transmissions whose power was lowered to the limit.
+    pub power_clamped: u64,
+    /// Refusals by reason (`frequency`, `duty_cycle`, …).
+    pub refusals: BTreeMap<String, u64>,
+}
+
+impl GuardStatus {
+    /// All refusals.
+    pub fn refused(&self) -> u64 {
+        self.refusals.values().sum()
+    }
 }
 
 /// The radio backend's state.
@@ -86,10 +130,14 @@ pub struct MqttStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DutyCycleUse {
-    /// Sub-band name (e.g. `g1` or `868.0-868.6`).
+    /// Sub-band name as the region names it (EU868: `K`, `L`, `M`, `N`, `P`, `R`).
     pub band: String,
     /// Fraction of the band's allowance used in the current window, 0.0..=1.0.
     pub used_ratio: f64,
+    /// Airtime used in the sliding hour, seconds.
+    pub used_seconds: f64,
+    /// The band's airtime budget per sliding hour, seconds.
+    pub budget_seconds: f64,
 }
 
 /// GPS state.
@@ -339,9 +387,52 @@ pub fn render(s: &StatusSnapshot) -> String {
         } else {
             s.duty_cycle
                 .iter()
-                .map(|d| format!("{} {:.1}%", d.band, d.used_ratio * 100.0))
+                .map(|d| {
+                    format!(
+                        "{} {:.1}% ({:.1} of {} s)",
+                        d.band,
+                        d.used_ratio * 100.0,
+                        d.used_seconds,
+                        d.budget_seconds
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
+        },
+    );
+    row(
+        "downlinks",
+        match &s.downlinks {
+            None => UNKNOWN.to_owned(),
+            Some(d) => {
+                let mut v = format!(
+                    "{} received, {} sent, {} failed, {} rejected",
+                    d.received, d.sent, d.failed, d.rejected
+                );
+                let acks = nonzero(&d.acks);
+                if !acks.is_empty() {
+                    v.push_str(&format!("; acks {acks}"));
+                }
+                v
+            }
+        },
+    );
+    row(
+        "tx guard",
+        match &s.guard {
+            None => UNKNOWN.to_owned(),
+            Some(g) => {
+                let mut v = format!("{} approved, {} refused", g.approved, g.refused());
+                let why = nonzero(&g.refusals);
+                if !why.is_empty() {
+                    v.push_str(&format!(" ({why})"));
+                }
+                v.push_str(&format!(
+                    ", {} power clamped, {} released",
+                    g.power_clamped, g.released
+                ));
+                v
+            }
         },
     );
     row(
@@ -369,6 +460,39 @@ pub fn render(s: &StatusSnapshot) -> String {
     let mut text = out.join("\n");
     text.push('\n');
     text
+}
+
+/// The one-line summary (systemd's STATUS=): radio, MQTT, uplinks, outbox, transmissions.
+pub fn render_line(s: &StatusSnapshot) -> String {
+    let mqtt = match &s.mqtt {
+        Some(m) if m.connected => "mqtt connected".to_string(),
+        Some(m) => format!(
+            "mqtt down ({})",
+            m.last_error.as_deref().unwrap_or("connecting")
+        ),
+        None => "mqtt waiting for the gateway id".to_string(),
+    };
+    let radio = match &s.radio {
+        Some(r) if r.running => "radio up",
+        _ => "radio down",
+    };
+    format!(
+        "{radio}, {mqtt}, {} uplinks in the last hour, outbox {}, tx {} ok, {} refused",
+        s.uplinks_last_hour.unwrap_or(0),
+        s.outbox_messages.map_or("?".to_string(), |n| n.to_string()),
+        s.downlinks.as_ref().map_or(0, |d| d.sent),
+        s.guard.as_ref().map_or(0, GuardStatus::refused),
+    )
+}
+
+/// `KEY n, KEY m` for the non-zero entries.
+fn nonzero(counts: &BTreeMap<String, u64>) -> String {
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

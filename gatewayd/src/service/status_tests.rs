@@ -26,15 +26,51 @@ pub(crate) fn sample() -> StatusSnapshot {
         last_beacon_age_seconds: Some(3600),
         witnesses_total: Some(5),
         last_witness_age_seconds: None,
-        duty_cycle: vec![DutyCycleUse {
-            band: "g1".into(),
-            used_ratio: 0.125,
-        }],
+        duty_cycle: vec![
+            DutyCycleUse {
+                band: "g1".into(),
+                used_ratio: 0.125,
+                used_seconds: 4.5,
+                budget_seconds: 36.0,
+            },
+            DutyCycleUse {
+                band: "K".into(),
+                used_ratio: 0.5,
+                used_seconds: 1.8,
+                budget_seconds: 3.6,
+            },
+        ],
         gps: Some(GpsStatus {
             fix: true,
             state: "fix".into(),
             satellites: Some(7),
             position_source: "gps".into(),
+        }),
+        downlinks: Some(DownlinkStatus {
+            received: 11,
+            rejected: 2,
+            scheduled: 8,
+            sent: 6,
+            failed: 3,
+            acks: [
+                ("OK", 6),
+                ("TOO_LATE", 2),
+                ("DUTY_CYCLE_OVERFLOW", 1),
+                ("IGNORED", 0),
+                ("TX_FREQ", 0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }),
+        guard: Some(GuardStatus {
+            approved: 8,
+            released: 1,
+            power_clamped: 4,
+            refusals: [("duty_cycle", 1), ("frequency", 2), ("dwell_time", 0)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }),
     }
 }
@@ -71,16 +107,39 @@ fn human_view_shows_every_figure() {
         "17 in the last hour, 1234 since start",
         "last beacon     1h 0m ago",
         "last witness    never",
-        "g1 12.5%",
+        "g1 12.5% (4.5 of 36 s), K 50.0% (1.8 of 3.6 s)",
         "fix, 7 satellites, position from gps",
+        "downlinks       11 received, 6 sent, 3 failed, 2 rejected; \
+         acks DUTY_CYCLE_OVERFLOW 1, OK 6, TOO_LATE 2",
+        "tx guard        8 approved, 3 refused (duty_cycle 1, frequency 2), \
+         4 power clamped, 1 released",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
 }
 
 #[test]
+fn the_status_line_is_one_line_with_transmissions() {
+    let line = render_line(&sample());
+    assert_eq!(
+        line,
+        "radio up, mqtt down (connection refused), 17 uplinks in the last hour, outbox 42, \
+         tx 6 ok, 3 refused"
+    );
+    let line = render_line(&StatusSnapshot::default());
+    assert_eq!(
+        line,
+        "radio down, mqtt waiting for the gateway id, 0 uplinks in the last hour, outbox ?, \
+         tx 0 ok, 0 refused"
+    );
+    assert!(!line.contains('\n'));
+}
+
+#[test]
 fn unknown_fields_render_as_unknown() {
     let text = render(&StatusSnapshot::default());
+    assert!(text.contains("downlinks       unknown"), "{text}");
+    assert!(text.contains("tx guard        unknown"), "{text}");
     assert!(text.contains("radio           unknown"), "{text}");
     assert!(text.contains("mqtt            unknown"), "{text}");
     assert!(text.contains("outbox          unknown"), "{text}");
