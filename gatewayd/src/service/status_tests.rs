@@ -36,6 +36,23 @@ pub(crate) fn sample() -> StatusSnapshot {
             satellites: Some(7),
             position_source: "gps".into(),
         }),
+        receipts_total: Some(4),
+        receipt_uplinks_total: Some(321),
+        last_receipt_age_seconds: Some(120),
+        outbox_expired: vec![
+            ClassCount {
+                class: "poc".into(),
+                count: 2,
+            },
+            ClassCount {
+                class: "uplink".into(),
+                count: 0,
+            },
+        ],
+        outbox_evicted: vec![ClassCount {
+            class: "stats".into(),
+            count: 9,
+        }],
     }
 }
 
@@ -73,6 +90,8 @@ fn human_view_shows_every_figure() {
         "last witness    never",
         "g1 12.5%",
         "fix, 7 satellites, position from gps",
+        "receipts        4 (321 uplinks), last 2m 0s ago",
+        "expired unsent  2 poc",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
