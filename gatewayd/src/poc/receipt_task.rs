@@ -93,7 +93,7 @@ pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptSt
     };
     let (chain, next, mut period_start_ms, closed) = match state {
         None => (
-            ReceiptChain::from_head(ReceiptState::fresh(key, 0, now_ms).open.head),
+            ReceiptChain::from_head(super::receipt::genesis(&key)),
             1,
             now_ms,
             None,
@@ -239,7 +239,8 @@ async fn publish(
         Ok(()) => {
             counters.receipts.fetch_add(1, Ordering::Relaxed);
             counters.last_ms.store(created_ms, Ordering::Relaxed);
-            log::debug!("poc: receipt for {count} uplinks ({first}..={last}) stored");
+            // Once per period: info is fine.
+            log::info!("poc: receipt for {count} uplinks (ids {first}..={last}) stored");
         }
         Err(e) => {
             counters.failures.fetch_add(1, Ordering::Relaxed);
