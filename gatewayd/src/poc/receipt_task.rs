@@ -60,8 +60,10 @@ pub struct ReceiptSettings {
 pub struct ReceiptStart {
     sequencer: ReceiptSequencer,
     period_start_ms: u64,
-    /// A period left open by the previous run, closed now (to be signed and stored).
-    closed: Option<TransferReceipt>,
+    /// A period the previous run left with uplinks in it: (start, end) to close it with
+    /// when the task starts, before any new outcome (still open in the saved state until
+    /// then, so a run that stops before the task starts closes it next time).
+    close_first: Option<(u64, u64)>,
 }
 
 impl ReceiptStart {
@@ -72,8 +74,8 @@ impl ReceiptStart {
 }
 
 /// Load the chain state of `key` (a missing, damaged or other key's file starts a new chain
-/// from the genesis, saying why), end a period the previous run left with uplinks in it, and
-/// save the state the new run starts from.
+/// from the genesis, saying why), note a period the previous run left with uplinks in it
+/// (the task closes it first), and save the new next uplink id before any is assigned.
 pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptStart {
     let state = match receipt_state::load(path) {
         Ok(Some(s)) if s.key == key => Some(s),
@@ -91,7 +93,7 @@ pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptSt
             None
         }
     };
-    let (chain, next, mut period_start_ms, closed) = match state {
+    let (chain, next, mut period_start_ms, close_first) = match state {
         None => (
             ReceiptChain::from_head(super::receipt::genesis(&key)),
             1,
@@ -100,23 +102,22 @@ pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptSt
         ),
         Some(s) => {
             let next = s.next_id.wrapping_add(RESTART_SKIP);
-            let mut chain = ReceiptChain::resume(&s.open);
+            let chain = ReceiptChain::resume(&s.open);
             if s.open.count > 0 {
-                let end = now_ms.max(s.open.period_start_ms);
-                let r = chain.close(s.open.period_start_ms, end);
-                (chain, next, end, Some(r))
+                let start = s.open.period_start_ms;
+                (chain, next, start, Some((start, now_ms.max(start))))
             } else {
                 (chain, next, s.open.period_start_ms, None)
             }
         }
     };
-    if period_start_ms > now_ms {
+    if close_first.is_none() && period_start_ms > now_ms {
         period_start_ms = now_ms;
     }
     let start = ReceiptStart {
         sequencer: ReceiptSequencer::new(chain, next),
         period_start_ms,
-        closed,
+        close_first,
     };
     if let Err(e) = receipt_state::save(
         path,
@@ -149,9 +150,19 @@ pub async fn run_receipts(
     let ReceiptStart {
         mut sequencer,
         mut period_start_ms,
-        closed,
+        close_first,
     } = start;
-    if let Some(r) = closed {
+    let save = |seq: &ReceiptSequencer, start_ms: u64, sync: bool| {
+        if let Err(e) =
+            receipt_state::save(&settings.state_path, &snapshot(&key, seq, start_ms), sync)
+        {
+            log::error!("poc: cannot save the receipt chain: {e}");
+        }
+    };
+    if let Some((start_ms, end_ms)) = close_first {
+        let r = sequencer.close(start_ms, end_ms);
+        period_start_ms = end_ms;
+        save(&sequencer, period_start_ms, true);
         publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
     }
     let mut period = tokio::time::interval(settings.interval);
@@ -160,13 +171,6 @@ pub async fn run_receipts(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
-    let save = |seq: &ReceiptSequencer, start_ms: u64, sync: bool| {
-        if let Err(e) =
-            receipt_state::save(&settings.state_path, &snapshot(&key, seq, start_ms), sync)
-        {
-            log::error!("poc: cannot save the receipt chain: {e}");
-        }
-    };
     loop {
         tokio::select! {
             got = outcomes.recv() => match got {
@@ -261,7 +265,7 @@ mod tests {
         let key = PublicKey([4; 32]);
         let first = prepare(&path, key, 1_000);
         assert_eq!(first.first_id(), 1);
-        assert!(first.closed.is_none());
+        assert!(first.close_first.is_none());
         // The run chains two uplinks and is killed.
         let mut seq = first.sequencer;
         seq.record(1, Outcome::Stored(vec![1, 2]), 1_500);
@@ -270,20 +274,25 @@ mod tests {
         let head = seq.chain().head();
 
         let second = prepare(&path, key, 5_000);
-        let r = second.closed.clone().expect("the open period is closed");
+        assert_eq!(second.close_first, Some((1_000, 5_000)));
+        assert_eq!(second.first_id(), 3 + RESTART_SKIP);
+        // The new next id is on disk before any is assigned; the old period is still open
+        // there (a run that stops before closing it closes it next time).
+        let saved = receipt_state::load(&path).unwrap().unwrap();
+        assert_eq!(saved.next_id, 3 + RESTART_SKIP);
+        assert_eq!((saved.open.count, saved.open.head), (2, head));
+        let mut seq = second.sequencer;
+        let r = seq.close(1_000, 5_000);
         assert_eq!(
             (r.count, r.bytes, r.first_uplink_id, r.last_uplink_id),
             (2, 3, 1, 2)
         );
-        assert_eq!((r.period_start_ms, r.period_end_ms), (1_000, 5_000));
         assert_eq!(r.prev_head, genesis(&key));
         assert_eq!(r.head, head);
-        assert_eq!(second.first_id(), 3 + RESTART_SKIP);
-        assert_eq!(second.period_start_ms, 5_000);
-        // What the new run starts from is on disk: an empty period continuing that head.
-        let saved = receipt_state::load(&path).unwrap().unwrap();
-        assert_eq!(saved.open.prev_head, head);
-        assert_eq!(saved.open.count, 0);
+        // Uplinks of the new run follow in the next period.
+        seq.record(3 + RESTART_SKIP, Outcome::Stored(vec![7]), 6_000);
+        let next = seq.close(5_000, 7_000);
+        assert_eq!((next.prev_head, next.count), (head, 1));
 
         // Another key's file starts a new chain.
         let other = prepare(&path, PublicKey([8; 32]), 6_000);
