@@ -4,6 +4,8 @@
 // Raw fields mirror the keys documented in the example config.
 #[allow(missing_docs)]
 pub mod raw;
+// `[poc]` receipt and report-validity keys.
+pub mod poc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +80,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// `[log] level`
     pub log_level: log::LevelFilter,
+    /// `[poc]` receipts and report validity.
+    pub poc: poc::PocConfig,
 }
 
 /// A fixed location.
@@ -638,6 +642,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         gps,
         service,
         log_level,
+        poc: poc::build(&raw.poc).map_err(|(key, message)| b.invalid(key, message))?,
     })
 }
 

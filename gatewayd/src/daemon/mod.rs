@@ -268,6 +268,19 @@ async fn run_with(
     // Proprietary frames (other hotspots' beacons) go to the witness task.
     let (proprietary_tx, proprietary_rx) = tokio::sync::mpsc::channel(64);
     let (live_tx, live_rx) = watch::channel(config.uplink.clone());
+    // Data-transfer receipts: the pipeline numbers forwarded uplinks from where the chain
+    // state left off and reports each store outcome (docs/proof-of-coverage.md §6.4).
+    let identity: Arc<dyn crate::poc::Signer + Send + Sync> = Arc::new(identity);
+    let receipt_state_path = config
+        .gateway
+        .state_dir
+        .join(crate::poc::receipt_state::STATE_FILE_NAME);
+    let receipt_start = crate::poc::receipt_task::prepare(
+        &receipt_state_path,
+        identity.public_key(),
+        crate::poc::witness::unix_ms(std::time::SystemTime::now()),
+    );
+    let (outcome_tx, outcome_rx) = tokio::sync::mpsc::channel(1024);
     let pipeline = Pipeline::new(
         PipelineConfig {
             uplink: config.uplink.clone(),
@@ -284,7 +297,11 @@ async fn run_with(
         Some(proprietary_tx),
     )
     .with_live_config(live_rx)
-    .with_heartbeat(heartbeat.clone());
+    .with_heartbeat(heartbeat.clone())
+    .with_receipts(crate::pipeline::task::ReceiptFeed {
+        next_id: receipt_start.first_id(),
+        outcomes: outcome_tx,
+    });
     let state = Arc::new(DaemonState {
         started: Instant::now(),
         backend: backend_name(&config),
@@ -296,6 +313,7 @@ async fn run_with(
         whereabouts,
         witness: Mutex::new(None),
         downlink: Mutex::new(None),
+        receipts: Mutex::new(None),
     });
     heartbeat
         .register(
@@ -352,14 +370,32 @@ async fn run_with(
         tokio::spawn(crate::poc::task::run_witness(
             proprietary_rx,
             detector,
-            Arc::new(identity),
+            identity.clone(),
             outbox.clone(),
             crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/witness"),
             state.whereabouts.clone(),
             witness_counters.clone(),
+            config.poc.report_validity,
         ));
     }
     state.set_witness_counters(witness_counters);
+    let receipt_counters = Arc::new(crate::poc::receipt_task::ReceiptCounters::default());
+    let receipt_task = gateway.map(|gateway| {
+        tokio::spawn(crate::poc::receipt_task::run_receipts(
+            receipt_start,
+            outcome_rx,
+            identity.clone(),
+            outbox.clone(),
+            crate::poc::receipt_task::ReceiptSettings {
+                interval: config.poc.receipt_interval,
+                validity: config.poc.report_validity,
+                topic: crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/receipt"),
+                state_path: receipt_state_path.clone(),
+            },
+            receipt_counters.clone(),
+        ))
+    });
+    state.set_receipt_counters(receipt_counters);
     let link = gateway.map(|gateway| {
         crate::logging::set_gateway_id(&gateway.to_string());
         log::info!(
@@ -418,6 +454,15 @@ async fn run_with(
         .is_err()
     {
         log::warn!("pipeline did not finish within 5 s");
+    }
+    // The pipeline has stopped: its outcome sender is gone, the receipt task saves the chain.
+    if let Some(task) = receipt_task {
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            log::warn!("receipt task did not finish within 5 s");
+        }
     }
     link_token.cancel();
     if let Some((task, command_task, watch_task)) = link {

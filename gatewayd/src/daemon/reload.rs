@@ -46,6 +46,10 @@ pub fn diff(old: &Config, new: &Config) -> ReloadOutcome {
             differs(format!("{:?}", old.gps), format!("{:?}", new.gps)),
         ),
         (
+            "poc",
+            differs(format!("{:?}", old.poc), format!("{:?}", new.poc)),
+        ),
+        (
             "service",
             differs(format!("{:?}", old.service), format!("{:?}", new.service)),
         ),

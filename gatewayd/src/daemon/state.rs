@@ -15,7 +15,9 @@ use crate::outbox::OutboxStats;
 use crate::pipeline::task::minute_now;
 use crate::pipeline::PipelineCounters;
 use crate::position::Whereabouts;
-use crate::service::status::{render_line, GpsStatus, MqttStatus, RadioStatus, StatusSnapshot};
+use crate::service::status::{
+    render_line, ClassCount, GpsStatus, MqttStatus, RadioStatus, StatusSnapshot,
+};
 
 /// Shared, read-mostly daemon state.
 pub struct DaemonState {
@@ -39,6 +41,8 @@ pub struct DaemonState {
     pub witness: Mutex<Option<Arc<crate::poc::task::WitnessCounters>>>,
     /// The transmit path's figures (set once the downlink task runs).
     pub downlink: Mutex<Option<crate::downlink::DownlinkStats>>,
+    /// Receipt counters (set once the receipt task runs).
+    pub receipts: Mutex<Option<Arc<crate::poc::receipt_task::ReceiptCounters>>>,
 }
 
 impl DaemonState {
@@ -99,7 +103,32 @@ impl DaemonState {
                 .map(u32::from),
             position_source: source_name(&self.whereabouts),
         });
+        let receipts = self.receipts.lock().ok().and_then(|g| g.clone());
+        let per_class = |f: fn(&crate::outbox::ClassStats) -> u64| {
+            outbox
+                .as_ref()
+                .map(|o| {
+                    crate::outbox::Class::ALL
+                        .iter()
+                        .map(|c| ClassCount {
+                            class: c.name().to_string(),
+                            count: f(o.class(*c)),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         StatusSnapshot {
+            receipts_total: receipts.as_ref().map(|r| load(&r.receipts)),
+            receipt_uplinks_total: receipts.as_ref().map(|r| load(&r.uplinks)),
+            last_receipt_age_seconds: receipts.as_ref().and_then(|r| {
+                let ms = load(&r.last_ms);
+                let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
+                (ms > 0).then(|| now.saturating_sub(ms) / 1000)
+            }),
+            outbox_expired: per_class(|c| c.expired),
+            outbox_evicted: per_class(|c| c.evicted),
             version: env!("CARGO_PKG_VERSION").to_string(),
             gateway_id: self.gateway.borrow().map(|g| g.to_string()),
             uptime_seconds: self.started.elapsed().as_secs(),
@@ -143,6 +172,13 @@ impl DaemonState {
     pub fn set_downlink_stats(&self, stats: crate::downlink::DownlinkStats) {
         if let Ok(mut g) = self.downlink.lock() {
             *g = Some(stats);
+        }
+    }
+
+    /// Record the receipt task's counters.
+    pub fn set_receipt_counters(&self, counters: Arc<crate::poc::receipt_task::ReceiptCounters>) {
+        if let Ok(mut g) = self.receipts.lock() {
+            *g = Some(counters);
         }
     }
 

@@ -136,6 +136,18 @@ pub struct Pipeline {
     warn_limit: RateLimiter,
     live: Option<watch::Receiver<UplinkConfig>>,
     heartbeat: Option<crate::service::watchdog::Heartbeat>,
+    receipts: Option<ReceiptFeed>,
+}
+
+/// Where forwarded uplinks go for data-transfer receipts (docs/proof-of-coverage.md §6.4):
+/// with a feed, uplink ids are consecutive from `next_id` (in the order frames are accepted)
+/// and every id's store outcome is sent to the receipt task; without one they are random.
+#[derive(Debug)]
+pub struct ReceiptFeed {
+    /// The next uplink id to assign.
+    pub next_id: u32,
+    /// The receipt task's input.
+    pub outcomes: mpsc::Sender<crate::poc::receipt_task::UplinkOutcome>,
 }
 
 /// Name of the pipeline loop for the watchdog.
@@ -168,7 +180,14 @@ impl Pipeline {
             warn_limit: RateLimiter::new(Duration::from_secs(10)),
             live: None,
             heartbeat: None,
+            receipts: None,
         }
+    }
+
+    /// Number forwarded uplinks consecutively and report their store outcomes to `feed`.
+    pub fn with_receipts(mut self, feed: ReceiptFeed) -> Pipeline {
+        self.receipts = Some(feed);
+        self
     }
 
     /// Take CRC policy, filters and de-duplication from `live` whenever it changes (reload).
@@ -280,6 +299,7 @@ impl Pipeline {
         let gps_now = self.whereabouts.gps_time(now);
         let up_topic = topic(&self.config.topic_prefix, gateway, "event/up");
         let mut msgs = Vec::with_capacity(frames.len());
+        let mut chained = Vec::new();
         for mut frame in frames {
             // A radio without its own clock (SPI, simulated) gets the hotspot's GPS time.
             if frame.meta.time.is_none() {
@@ -298,7 +318,15 @@ impl Pipeline {
             *self.interval.rx_per_frequency.entry(freq).or_default() += 1;
             match self.filter.classify(now, &frame) {
                 Verdict::Forward(_) => {
-                    let uplink_id: u32 = rand::random();
+                    let uplink_id: u32 = match &mut self.receipts {
+                        Some(feed) => {
+                            let id = feed.next_id;
+                            feed.next_id = id.wrapping_add(1);
+                            chained.push((id, frame.payload.clone()));
+                            id
+                        }
+                        None => rand::random(),
+                    };
                     let up =
                         chirpstack::uplink_frame(gateway, &frame, uplink_id, location.as_ref());
                     msgs.push(NewMessage {
@@ -331,17 +359,32 @@ impl Pipeline {
         let n = msgs.len() as u64;
         let outbox = self.outbox.clone();
         let counters = self.counters.clone();
+        let feed = self.receipts.as_ref().map(|f| f.outcomes.clone());
         self.stores.spawn(async move {
-            match outbox.store(msgs).await {
+            let stored = match outbox.store(msgs).await {
                 Ok(()) => {
                     counters.forwarded.fetch_add(n, Ordering::Relaxed);
                     counters.last_hour.add(minute_now(), n);
                     ack.stored();
+                    true
                 }
                 Err(e) => {
                     counters.store_failures.fetch_add(1, Ordering::Relaxed);
                     log::error!("could not store {n} uplinks: {e}");
                     ack.rejected();
+                    false
+                }
+            };
+            if let Some(feed) = feed {
+                for (id, phy) in chained {
+                    let outcome = if stored {
+                        crate::poc::receipt_order::Outcome::Stored(phy)
+                    } else {
+                        crate::poc::receipt_order::Outcome::Failed
+                    };
+                    if feed.send((id, outcome)).await.is_err() {
+                        break;
+                    }
                 }
             }
         });

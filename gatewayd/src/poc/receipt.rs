@@ -97,6 +97,37 @@ impl ReceiptChain {
         self.head
     }
 
+    /// Uplinks pushed since the period started.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The open period as a receipt (without closing it): what the state file stores.
+    pub fn snapshot(&self, period_start_ms: u64, period_end_ms: u64) -> TransferReceipt {
+        TransferReceipt {
+            period_start_ms,
+            period_end_ms,
+            count: self.count,
+            bytes: self.bytes,
+            first_uplink_id: self.first,
+            last_uplink_id: self.last,
+            prev_head: self.start_head,
+            head: self.head,
+        }
+    }
+
+    /// A chain resuming an open period saved by [`ReceiptChain::snapshot`].
+    pub fn resume(open: &TransferReceipt) -> ReceiptChain {
+        ReceiptChain {
+            start_head: open.prev_head,
+            head: open.head,
+            count: open.count,
+            bytes: open.bytes,
+            first: open.first_uplink_id,
+            last: open.last_uplink_id,
+        }
+    }
+
     /// Close the period into a receipt; the chain continues from its head.
     pub fn close(&mut self, period_start_ms: u64, period_end_ms: u64) -> TransferReceipt {
         let r = TransferReceipt {

@@ -15,7 +15,8 @@ use super::witness::{unix_ms, WitnessDetector};
 use crate::outbox::{Class, NewMessage, OutboxHandle};
 use crate::position::Whereabouts;
 
-/// How long a witness report stays valid (and in the outbox) after it is made.
+/// How long a witness report stays valid (and in the outbox) after it is made, by default
+/// (`[poc] report_validity_secs`).
 pub const WITNESS_VALIDITY: Duration = Duration::from_secs(3600);
 
 /// Counters of the witness task, for status and metrics.
@@ -27,7 +28,8 @@ pub struct WitnessCounters {
     pub last_ms: AtomicU64,
 }
 
-/// Run until the frame channel closes.
+/// Run until the frame channel closes; reports are valid for `validity` after they are made.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_witness(
     mut frames: mpsc::Receiver<RxFrame>,
     mut detector: WitnessDetector,
@@ -36,6 +38,7 @@ pub async fn run_witness(
     topic: String,
     whereabouts: Whereabouts,
     counters: Arc<WitnessCounters>,
+    validity: Duration,
 ) {
     while let Some(frame) = frames.recv().await {
         let now = SystemTime::now();
@@ -47,7 +50,7 @@ pub async fn run_witness(
         let report = Report {
             key: signer.public_key(),
             created_ms,
-            deadline_ms: created_ms + WITNESS_VALIDITY.as_millis() as u64,
+            deadline_ms: created_ms + validity.as_millis() as u64,
             body: Body::Witness(witness),
         };
         let signed = match report.sign(signer.as_ref()) {
@@ -61,7 +64,7 @@ pub async fn run_witness(
             class: Class::Poc,
             topic: topic.clone(),
             payload: signed.bytes().to_vec(),
-            expires_at: Some(now + WITNESS_VALIDITY),
+            expires_at: Some(now + validity),
         };
         match outbox.store(vec![msg]).await {
             Ok(()) => {

@@ -338,10 +338,13 @@ impl Verifier {
                         return Err(Reason::ReceiptChainBroken);
                     }
                 }
+                // Linked and signed: the chain continues from this head even when the
+                // uplinks do not match (some were evicted or expired unsent), so one
+                // uncreditable period does not break the receipts after it (§6.4).
+                self.heads.insert(key, t.head);
                 if let Some(ups) = self.uplinks.get(&(key, t.prev_head)) {
                     t.check_uplinks(ups).map_err(Reason::Receipt)?;
                 }
-                self.heads.insert(key, t.head);
                 Ok(Kind::Receipt)
             }
             Body::Onboarding(o) => {

@@ -374,3 +374,31 @@ fn receipts_chain_and_match_uplinks() {
         Err(Reason::Receipt(_))
     ));
 }
+
+#[test]
+fn a_receipt_whose_uplinks_did_not_all_arrive_fails_but_the_next_one_links() {
+    let s = SeedSigner::new(6);
+    let mut chain = ReceiptChain::from_head(genesis(&s.public_key()));
+    let ups = vec![(1u32, b"\x40aaaa".to_vec()), (2, b"\x40bb".to_vec())];
+    for (id, p) in &ups {
+        chain.push(*id, p);
+    }
+    let first = chain.close(1_000, 2_000);
+    chain.push(3, b"\x40c");
+    let second = chain.close(2_000, 3_000);
+    let mut v = Verifier::new(Policy::default());
+    // Uplink 2 was evicted from the hotspot's outbox: the network only got 1.
+    v.add_uplinks(s.public_key(), first.prev_head, ups[..1].to_vec());
+    v.add_uplinks(
+        s.public_key(),
+        second.prev_head,
+        vec![(3, b"\x40c".to_vec())],
+    );
+    let r1 = signed(&s, Body::Receipt(first), 2_000);
+    assert_eq!(
+        v.verify(r1.bytes(), 3_000),
+        Err(Reason::Receipt(ReceiptError::Chain("uplink count")))
+    );
+    let r2 = signed(&s, Body::Receipt(second), 3_000);
+    assert_eq!(v.verify(r2.bytes(), 3_500), Ok(Kind::Receipt));
+}

@@ -118,6 +118,46 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         &u(s.last_witness_age_seconds),
     );
     metric(
+        "gatewayd_receipts_total",
+        "counter",
+        "Data-transfer receipts made since the daemon started.",
+        &u(s.receipts_total),
+    );
+    metric(
+        "gatewayd_receipt_uplinks_total",
+        "counter",
+        "Forwarded uplinks covered by data-transfer receipts since the daemon started.",
+        &u(s.receipt_uplinks_total),
+    );
+    metric(
+        "gatewayd_last_receipt_age_seconds",
+        "gauge",
+        "Seconds since the last data-transfer receipt was made.",
+        &u(s.last_receipt_age_seconds),
+    );
+    let per_class = |v: &[super::status::ClassCount]| {
+        v.iter()
+            .map(|c| {
+                (
+                    format!("{{class=\"{}\"}}", escape(&c.class)),
+                    c.count as f64,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "gatewayd_outbox_expired_total",
+        "counter",
+        "Messages dropped unsent because they expired, per class.",
+        &per_class(&s.outbox_expired),
+    );
+    metric(
+        "gatewayd_outbox_evicted_total",
+        "counter",
+        "Messages evicted (or refused) to respect the outbox bound, per class.",
+        &per_class(&s.outbox_evicted),
+    );
+    metric(
         "gatewayd_duty_cycle_used_ratio",
         "gauge",
         "Fraction of the sub-band's duty-cycle allowance used in the current window.",

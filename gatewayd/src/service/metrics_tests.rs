@@ -52,6 +52,12 @@ fn every_figure_has_a_conventional_name() {
     assert_eq!(m["gatewayd_dutycycle_budget_seconds{band=\"K\"}"], 3.6);
     assert_eq!(m["gatewayd_gps_fix"], 1.0);
     assert_eq!(m["gatewayd_gps_satellites"], 7.0);
+    assert_eq!(m["gatewayd_receipts_total"], 4.0);
+    assert_eq!(m["gatewayd_receipt_uplinks_total"], 321.0);
+    assert_eq!(m["gatewayd_last_receipt_age_seconds"], 120.0);
+    assert_eq!(m["gatewayd_outbox_expired_total{class=\"poc\"}"], 2.0);
+    assert_eq!(m["gatewayd_outbox_expired_total{class=\"uplink\"}"], 0.0);
+    assert_eq!(m["gatewayd_outbox_evicted_total{class=\"stats\"}"], 9.0);
     assert!(
         !m.contains_key("gatewayd_last_witness_age_seconds"),
         "unknown is absent"

@@ -59,6 +59,27 @@ pub struct StatusSnapshot {
     pub downlinks: Option<DownlinkStatus>,
     /// The regulatory guard's decisions.
     pub guard: Option<GuardStatus>,
+    // Data-transfer receipts and outbox drops (docs/proof-of-coverage.md §6.4).
+    /// Data-transfer receipts stored for sending since start.
+    pub receipts_total: Option<u64>,
+    /// Forwarded uplinks covered by receipts (chained) since start.
+    pub receipt_uplinks_total: Option<u64>,
+    /// Seconds since the last receipt was made.
+    pub last_receipt_age_seconds: Option<u64>,
+    /// Messages dropped unsent because they expired, per outbox class, since start.
+    pub outbox_expired: Vec<ClassCount>,
+    /// Messages evicted to respect the outbox bound, per class, since start.
+    pub outbox_evicted: Vec<ClassCount>,
+}
+
+/// A count for one outbox class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClassCount {
+    /// `control`, `poc`, `uplink` or `stats`.
+    pub class: String,
+    /// The count.
+    pub count: u64,
 }
 
 /// What the downlink path did since start.
@@ -380,6 +401,25 @@ pub fn render(s: &StatusSnapshot) -> String {
     );
     row("last beacon", ago(s.last_beacon_age_seconds));
     row("last witness", ago(s.last_witness_age_seconds));
+    if let Some(n) = s.receipts_total {
+        row(
+            "receipts",
+            format!(
+                "{n} ({} uplinks), last {}",
+                num(s.receipt_uplinks_total),
+                ago(s.last_receipt_age_seconds)
+            ),
+        );
+    }
+    let dropped: Vec<String> = s
+        .outbox_expired
+        .iter()
+        .filter(|c| c.count > 0)
+        .map(|c| format!("{} {}", c.count, c.class))
+        .collect();
+    if !dropped.is_empty() {
+        row("expired unsent", dropped.join(", "));
+    }
     row(
         "duty cycle",
         if s.duty_cycle.is_empty() {

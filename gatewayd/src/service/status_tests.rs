@@ -72,6 +72,23 @@ pub(crate) fn sample() -> StatusSnapshot {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
         }),
+        receipts_total: Some(4),
+        receipt_uplinks_total: Some(321),
+        last_receipt_age_seconds: Some(120),
+        outbox_expired: vec![
+            ClassCount {
+                class: "poc".into(),
+                count: 2,
+            },
+            ClassCount {
+                class: "uplink".into(),
+                count: 0,
+            },
+        ],
+        outbox_evicted: vec![ClassCount {
+            class: "stats".into(),
+            count: 9,
+        }],
     }
 }
 
@@ -113,6 +130,8 @@ fn human_view_shows_every_figure() {
          acks DUTY_CYCLE_OVERFLOW 1, OK 6, TOO_LATE 2",
         "tx guard        8 approved, 3 refused (duty_cycle 1, frequency 2), \
          4 power clamped, 1 released",
+        "receipts        4 (321 uplinks), last 2m 0s ago",
+        "expired unsent  2 poc",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

@@ -1,0 +1,313 @@
+//! The receipt task: takes the pipeline's (uplink id, store outcome) pairs, advances the
+//! chain in uplink-id order ([`ReceiptSequencer`]), keeps the chain state file current, and
+//! every interval signs a data-transfer receipt into the outbox (class PoC, expiring at its
+//! deadline) for `event/receipt`. A restart ends the open period (docs §6.4).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use super::identity::{PublicKey, Signer};
+use super::receipt::{ReceiptChain, TransferReceipt};
+use super::receipt_order::{Outcome, ReceiptSequencer};
+use super::receipt_state::{self, ReceiptState};
+use super::report::{Body, Report};
+use super::witness::unix_ms;
+use crate::outbox::{Class, NewMessage, OutboxHandle};
+
+/// Ids skipped after a restart: more than can be assigned but not yet persisted, so an id
+/// published before a crash is never given to another uplink.
+pub const RESTART_SKIP: u32 = 1 << 20;
+/// How often held-back outcomes are checked and a changed state is written.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// An uplink id and what became of it, from the pipeline.
+pub type UplinkOutcome = (u32, Outcome);
+
+/// Counters of the receipt task, for status and metrics.
+#[derive(Debug, Default)]
+pub struct ReceiptCounters {
+    /// Receipts stored in the outbox.
+    pub receipts: AtomicU64,
+    /// Uplinks chained (forwarded and covered by receipts).
+    pub uplinks: AtomicU64,
+    /// Uplink ids given up (an outcome that never came back).
+    pub gaps: AtomicU64,
+    /// Receipts that could not be signed or stored.
+    pub failures: AtomicU64,
+    /// Unix ms of the last receipt (0: none yet).
+    pub last_ms: AtomicU64,
+}
+
+/// Where and how receipts go.
+#[derive(Debug, Clone)]
+pub struct ReceiptSettings {
+    /// Period length.
+    pub interval: Duration,
+    /// Deadline after the period end (also the outbox expiry).
+    pub validity: Duration,
+    /// `…/event/receipt`.
+    pub topic: String,
+    /// The chain state file.
+    pub state_path: PathBuf,
+}
+
+/// The chain as found at startup.
+#[derive(Debug)]
+pub struct ReceiptStart {
+    sequencer: ReceiptSequencer,
+    period_start_ms: u64,
+    /// A period the previous run left with uplinks in it: (start, end) to close it with
+    /// when the task starts, before any new outcome (still open in the saved state until
+    /// then, so a run that stops before the task starts closes it next time).
+    close_first: Option<(u64, u64)>,
+}
+
+impl ReceiptStart {
+    /// The first uplink id the pipeline must assign.
+    pub fn first_id(&self) -> u32 {
+        self.sequencer.next_id()
+    }
+}
+
+/// Load the chain state of `key` (a missing, damaged or other key's file starts a new chain
+/// from the genesis, saying why), note a period the previous run left with uplinks in it
+/// (the task closes it first), and save the new next uplink id before any is assigned.
+pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptStart {
+    let state = match receipt_state::load(path) {
+        Ok(Some(s)) if s.key == key => Some(s),
+        Ok(Some(_)) => {
+            log::warn!(
+                "poc: {} belongs to another key; starting a new receipt chain",
+                path.display()
+            );
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            log::error!("poc: {e}; starting a new receipt chain (the network sees a break)");
+            let _ = std::fs::rename(path, path.with_extension("state.bad"));
+            None
+        }
+    };
+    let (chain, next, mut period_start_ms, close_first) = match state {
+        None => (
+            ReceiptChain::from_head(super::receipt::genesis(&key)),
+            1,
+            now_ms,
+            None,
+        ),
+        Some(s) => {
+            let next = s.next_id.wrapping_add(RESTART_SKIP);
+            let chain = ReceiptChain::resume(&s.open);
+            if s.open.count > 0 {
+                let start = s.open.period_start_ms;
+                (chain, next, start, Some((start, now_ms.max(start))))
+            } else {
+                (chain, next, s.open.period_start_ms, None)
+            }
+        }
+    };
+    if close_first.is_none() && period_start_ms > now_ms {
+        period_start_ms = now_ms;
+    }
+    let start = ReceiptStart {
+        sequencer: ReceiptSequencer::new(chain, next),
+        period_start_ms,
+        close_first,
+    };
+    if let Err(e) = receipt_state::save(
+        path,
+        &snapshot(&key, &start.sequencer, period_start_ms),
+        true,
+    ) {
+        log::error!("poc: cannot save the receipt chain: {e}");
+    }
+    start
+}
+
+fn snapshot(key: &PublicKey, seq: &ReceiptSequencer, period_start_ms: u64) -> ReceiptState {
+    ReceiptState {
+        key: *key,
+        next_id: seq.next_id(),
+        open: seq.chain().snapshot(period_start_ms, period_start_ms),
+    }
+}
+
+/// Run until the outcome channel closes (the pipeline has stopped), then save the state.
+pub async fn run_receipts(
+    start: ReceiptStart,
+    mut outcomes: mpsc::Receiver<UplinkOutcome>,
+    signer: Arc<dyn Signer + Send + Sync>,
+    outbox: OutboxHandle,
+    settings: ReceiptSettings,
+    counters: Arc<ReceiptCounters>,
+) {
+    let key = signer.public_key();
+    let ReceiptStart {
+        mut sequencer,
+        mut period_start_ms,
+        close_first,
+    } = start;
+    let save = |seq: &ReceiptSequencer, start_ms: u64, sync: bool| {
+        if let Err(e) =
+            receipt_state::save(&settings.state_path, &snapshot(&key, seq, start_ms), sync)
+        {
+            log::error!("poc: cannot save the receipt chain: {e}");
+        }
+    };
+    if let Some((start_ms, end_ms)) = close_first {
+        let r = sequencer.close(start_ms, end_ms);
+        period_start_ms = end_ms;
+        save(&sequencer, period_start_ms, true);
+        publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
+    }
+    let mut period = tokio::time::interval(settings.interval);
+    period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    period.tick().await;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = false;
+    loop {
+        tokio::select! {
+            got = outcomes.recv() => match got {
+                Some((id, outcome)) => {
+                    let n = sequencer.record(id, outcome, unix_ms(SystemTime::now()));
+                    counters.uplinks.fetch_add(u64::from(n), Ordering::Relaxed);
+                    dirty = true;
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let n = sequencer.tick(unix_ms(SystemTime::now()));
+                counters.uplinks.fetch_add(u64::from(n), Ordering::Relaxed);
+                counters.gaps.store(sequencer.gaps(), Ordering::Relaxed);
+                if dirty {
+                    save(&sequencer, period_start_ms, false);
+                    dirty = false;
+                }
+            }
+            _ = period.tick() => {
+                let end_ms = unix_ms(SystemTime::now()).max(period_start_ms);
+                let r = sequencer.close(period_start_ms, end_ms);
+                period_start_ms = end_ms;
+                // The state moves on before the receipt is stored: a crash in between loses
+                // this receipt (a visible break), never signs two receipts for one period.
+                save(&sequencer, period_start_ms, true);
+                dirty = false;
+                publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
+            }
+        }
+    }
+    save(&sequencer, period_start_ms, true);
+}
+
+async fn publish(
+    receipt: TransferReceipt,
+    signer: &(dyn Signer + Send + Sync),
+    outbox: &OutboxHandle,
+    settings: &ReceiptSettings,
+    counters: &ReceiptCounters,
+) {
+    let created_ms = unix_ms(SystemTime::now());
+    let deadline_ms = receipt.period_end_ms + settings.validity.as_millis() as u64;
+    let (count, first, last) = (
+        receipt.count,
+        receipt.first_uplink_id,
+        receipt.last_uplink_id,
+    );
+    let report = Report {
+        key: signer.public_key(),
+        created_ms,
+        deadline_ms,
+        body: Body::Receipt(receipt),
+    };
+    let signed = match report.sign(signer) {
+        Ok(s) => s,
+        Err(e) => {
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            log::error!("poc: cannot sign a receipt: {e}");
+            return;
+        }
+    };
+    let msg = NewMessage {
+        class: Class::Poc,
+        topic: settings.topic.clone(),
+        payload: signed.bytes().to_vec(),
+        expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)),
+    };
+    match outbox.store(vec![msg]).await {
+        Ok(()) => {
+            counters.receipts.fetch_add(1, Ordering::Relaxed);
+            counters.last_ms.store(created_ms, Ordering::Relaxed);
+            // Once per period: info is fine.
+            log::info!("poc: receipt for {count} uplinks (ids {first}..={last}) stored");
+        }
+        Err(e) => {
+            counters.failures.fetch_add(1, Ordering::Relaxed);
+            log::error!("poc: cannot store a receipt: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poc::receipt::genesis;
+
+    #[test]
+    fn a_restart_ends_the_open_period_and_skips_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(receipt_state::STATE_FILE_NAME);
+        let key = PublicKey([4; 32]);
+        let first = prepare(&path, key, 1_000);
+        assert_eq!(first.first_id(), 1);
+        assert!(first.close_first.is_none());
+        // The run chains two uplinks and is killed.
+        let mut seq = first.sequencer;
+        seq.record(1, Outcome::Stored(vec![1, 2]), 1_500);
+        seq.record(2, Outcome::Stored(vec![3]), 1_500);
+        receipt_state::save(&path, &snapshot(&key, &seq, 1_000), false).unwrap();
+        let head = seq.chain().head();
+
+        let second = prepare(&path, key, 5_000);
+        assert_eq!(second.close_first, Some((1_000, 5_000)));
+        assert_eq!(second.first_id(), 3 + RESTART_SKIP);
+        // The new next id is on disk before any is assigned; the old period is still open
+        // there (a run that stops before closing it closes it next time).
+        let saved = receipt_state::load(&path).unwrap().unwrap();
+        assert_eq!(saved.next_id, 3 + RESTART_SKIP);
+        assert_eq!((saved.open.count, saved.open.head), (2, head));
+        let mut seq = second.sequencer;
+        let r = seq.close(1_000, 5_000);
+        assert_eq!(
+            (r.count, r.bytes, r.first_uplink_id, r.last_uplink_id),
+            (2, 3, 1, 2)
+        );
+        assert_eq!(r.prev_head, genesis(&key));
+        assert_eq!(r.head, head);
+        // Uplinks of the new run follow in the next period.
+        seq.record(3 + RESTART_SKIP, Outcome::Stored(vec![7]), 6_000);
+        let next = seq.close(5_000, 7_000);
+        assert_eq!((next.prev_head, next.count), (head, 1));
+
+        // Another key's file starts a new chain.
+        let other = prepare(&path, PublicKey([8; 32]), 6_000);
+        assert_eq!(other.first_id(), 1);
+        assert_eq!(other.sequencer.chain().head(), genesis(&PublicKey([8; 32])));
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(receipt_state::STATE_FILE_NAME);
+        std::fs::write(&path, b"not a state file").unwrap();
+        let s = prepare(&path, PublicKey([4; 32]), 1);
+        assert_eq!(s.first_id(), 1);
+        assert!(path.with_extension("state.bad").exists());
+        assert!(receipt_state::load(&path).unwrap().is_some());
+    }
+}
