@@ -122,6 +122,8 @@ impl DaemonState {
         StatusSnapshot {
             receipts_total: receipts.as_ref().map(|r| load(&r.receipts)),
             receipt_uplinks_total: receipts.as_ref().map(|r| load(&r.uplinks)),
+            receipt_gaps_total: receipts.as_ref().map(|r| load(&r.gaps)),
+            receipt_failures_total: receipts.as_ref().map(|r| load(&r.failures)),
             last_receipt_age_seconds: receipts.as_ref().and_then(|r| {
                 let ms = load(&r.last_ms);
                 let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());

@@ -135,6 +135,18 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         "Seconds since the last data-transfer receipt was made.",
         &u(s.last_receipt_age_seconds),
     );
+    metric(
+        "gatewayd_receipt_gaps_total",
+        "counter",
+        "Uplink ids the receipt chain gave up on because their store outcome never came back.",
+        &u(s.receipt_gaps_total),
+    );
+    metric(
+        "gatewayd_receipt_failures_total",
+        "counter",
+        "Data-transfer receipts that could not be signed or stored.",
+        &u(s.receipt_failures_total),
+    );
     let per_class = |v: &[super::status::ClassCount]| {
         v.iter()
             .map(|c| {

@@ -55,6 +55,8 @@ fn every_figure_has_a_conventional_name() {
     assert_eq!(m["gatewayd_receipts_total"], 4.0);
     assert_eq!(m["gatewayd_receipt_uplinks_total"], 321.0);
     assert_eq!(m["gatewayd_last_receipt_age_seconds"], 120.0);
+    assert_eq!(m["gatewayd_receipt_gaps_total"], 3.0);
+    assert_eq!(m["gatewayd_receipt_failures_total"], 1.0);
     assert_eq!(m["gatewayd_outbox_expired_total{class=\"poc\"}"], 2.0);
     assert_eq!(m["gatewayd_outbox_expired_total{class=\"uplink\"}"], 0.0);
     assert_eq!(m["gatewayd_outbox_evicted_total{class=\"stats\"}"], 9.0);

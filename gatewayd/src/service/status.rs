@@ -66,6 +66,10 @@ pub struct StatusSnapshot {
     pub receipt_uplinks_total: Option<u64>,
     /// Seconds since the last receipt was made.
     pub last_receipt_age_seconds: Option<u64>,
+    /// Uplink ids the receipt chain gave up on (their store outcome never came back).
+    pub receipt_gaps_total: Option<u64>,
+    /// Receipts that could not be signed or stored.
+    pub receipt_failures_total: Option<u64>,
     /// Messages dropped unsent because they expired, per outbox class, since start.
     pub outbox_expired: Vec<ClassCount>,
     /// Messages evicted to respect the outbox bound, per class, since start.
@@ -405,9 +409,16 @@ pub fn render(s: &StatusSnapshot) -> String {
         row(
             "receipts",
             format!(
-                "{n} ({} uplinks), last {}",
+                "{n} ({} uplinks), last {}{}",
                 num(s.receipt_uplinks_total),
-                ago(s.last_receipt_age_seconds)
+                ago(s.last_receipt_age_seconds),
+                match (
+                    s.receipt_gaps_total.unwrap_or(0),
+                    s.receipt_failures_total.unwrap_or(0)
+                ) {
+                    (0, 0) => String::new(),
+                    (g, f) => format!("; {g} ids given up, {f} failed"),
+                }
             ),
         );
     }

@@ -75,6 +75,8 @@ pub(crate) fn sample() -> StatusSnapshot {
         receipts_total: Some(4),
         receipt_uplinks_total: Some(321),
         last_receipt_age_seconds: Some(120),
+        receipt_gaps_total: Some(3),
+        receipt_failures_total: Some(1),
         outbox_expired: vec![
             ClassCount {
                 class: "poc".into(),
@@ -130,7 +132,7 @@ fn human_view_shows_every_figure() {
          acks DUTY_CYCLE_OVERFLOW 1, OK 6, TOO_LATE 2",
         "tx guard        8 approved, 3 refused (duty_cycle 1, frequency 2), \
          4 power clamped, 1 released",
-        "receipts        4 (321 uplinks), last 2m 0s ago",
+        "receipts        4 (321 uplinks), last 2m 0s ago; 3 ids given up, 1 failed",
         "expired unsent  2 poc",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
