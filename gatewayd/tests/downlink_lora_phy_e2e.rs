@@ -34,8 +34,10 @@ const FREQ_HZ: u32 = 868_100_000;
 /// the network asks for: the guard's clamp bites.
 const ANTENNA_GAIN_DBI: f32 = 6.0;
 const CABLE_LOSS_DB: f32 = 1.0;
-/// EIRP the network asks for (ChirpStack's `power` is EIRP).
+/// EIRP the network asks for (ChirpStack's `power` is EIRP) in RX1 and Class C.
 const ASKED_EIRP_DBM: i32 = 20;
+/// ChirpStack's default downlink EIRP in EU868's 869.4–869.65 MHz band (RX2): 29 dBm.
+const RX2_EIRP_DBM: i32 = 29;
 /// Scheduling tolerance for a Class A window: the frame must start within ±20 ms of the
 /// uplink's RxDone + delay. A LoRaWAN device opens RX1 with a few symbols of margin
 /// (SF7: ~1 ms per symbol, and devices keep the window open ±~20 ms of clock drift), so
@@ -215,6 +217,7 @@ struct Asked {
     bw_hz: u32,
     cr: gw::CodeRate,
     preamble: u32,
+    eirp_dbm: i32,
     payload: Vec<u8>,
 }
 
@@ -223,7 +226,7 @@ fn item(a: &Asked, timing: gw::timing::Parameters, context: &[u8]) -> gw::Downli
         phy_payload: a.payload.clone(),
         tx_info: Some(gw::DownlinkTxInfo {
             frequency: a.freq_hz,
-            power: ASKED_EIRP_DBM,
+            power: a.eirp_dbm,
             modulation: Some(gw::Modulation {
                 parameters: Some(gw::modulation::Parameters::Lora(gw::LoraModulationInfo {
                     bandwidth: a.bw_hz,
@@ -269,24 +272,33 @@ fn immediately() -> gw::timing::Parameters {
 }
 
 /// The conducted power asked for (EIRP − antenna gain + cable loss) and the guard's limit
-/// at `freq_hz`, computed here from the region's table and the config:
+/// at the item's frequency, computed here from the region's table and the config:
 /// floor(max EIRP − antenna gain + cable loss).
-fn asked_and_limit(freq_hz: u32) -> (i8, i8) {
+fn asked_and_limit(a: &Asked) -> (i8, i8) {
     let region = Region::by_name("EU868").expect("EU868");
-    let eirp = region.max_eirp_dbm(u64::from(freq_hz)).expect("in a band");
+    let eirp = region
+        .max_eirp_dbm(u64::from(a.freq_hz))
+        .expect("in a band");
     let conducted = |eirp: f64| {
         (eirp - f64::from(ANTENNA_GAIN_DBI) + f64::from(CABLE_LOSS_DB) + 1e-4).floor() as i8
     };
-    (
-        conducted(f64::from(ASKED_EIRP_DBM)),
-        conducted(f64::from(eirp)),
-    )
+    (conducted(f64::from(a.eirp_dbm)), conducted(f64::from(eirp)))
 }
 
-/// The power the guard must approve at `freq_hz`: what was asked, clamped to the limit.
-fn approved_power(freq_hz: u32) -> i8 {
-    let (asked, limit) = asked_and_limit(freq_hz);
-    asked.min(limit)
+/// The highest conducted power the chip on the board can be asked for (the board's PA:
+/// SX1262 high-power PA 22 dBm; SX1276 PA_BOOST 20 dBm).
+fn chip_max_dbm(chip: Chip) -> i8 {
+    match chip {
+        Chip::Sx1262 => 22,
+        Chip::Sx1276 => 20,
+    }
+}
+
+/// The power that must leave the chip: what was asked, clamped to the guard's limit, and
+/// to the most the chip can do (never more than the guard approved).
+fn sent_power(chip: Chip, a: &Asked) -> i8 {
+    let (asked, limit) = asked_and_limit(a);
+    asked.min(limit).min(chip_max_dbm(chip))
 }
 
 fn code_rate(cr: gw::CodeRate) -> CodeRate {
@@ -325,8 +337,8 @@ fn assert_sent_as_asked(chip: Chip, t: &AirTransmission, a: &Asked) {
     assert_eq!(t.sync_word, 0x3444, "public LoRaWAN sync word");
     assert_eq!(
         t.power_dbm,
-        approved_power(a.freq_hz),
-        "power: the guard's clamp to max EIRP − antenna gain + cable loss"
+        sent_power(chip, a),
+        "{chip:?} power: the guard's clamp to max EIRP − antenna gain + cable loss"
     );
 }
 
@@ -344,6 +356,7 @@ async fn class_a_class_c_and_refused(chip: Chip) {
         bw_hz: 125_000,
         cr: gw::CodeRate::Cr45,
         preamble: 8,
+        eirp_dbm: ASKED_EIRP_DBM,
         payload: vec![0x60, 0x34, 0x12, 0x01, 0x26, 0x80, 0x01, 0x00, 0x11, 0x22],
     };
     rig.command(&downlink(1, vec![item(&rx1, delay_secs(1), &context)]))
@@ -355,7 +368,7 @@ async fn class_a_class_c_and_refused(chip: Chip) {
         1,
         "{chip:?}: exactly one transmission: {sent:#?}"
     );
-    let (asked, limit) = asked_and_limit(FREQ_HZ);
+    let (asked, limit) = asked_and_limit(&rx1);
     assert_eq!((asked, limit), (15, 11), "the clamp bites on 868.1 MHz");
     assert_sent_as_asked(chip, &sent[0], &rx1);
     let offset = sent[0].started_at.duration_since(rx_at);
@@ -369,6 +382,47 @@ async fn class_a_class_c_and_refused(chip: Chip) {
     assert!(rig.air.wait_mode(Mode::Rx, WAIT).await, "RX did not resume");
     rig.uplink(2).await;
 
+    // RX1 missed → RX2: the command arrives after RX1's instant (as when the network server
+    // is slow); RX1 is TOO_LATE and RX2 (869.525 MHz SF12, 2 s) goes out instead, with
+    // ChirpStack's default 29 dBm EIRP there: 29 − 6 + 1 = 24 dBm conducted is within the
+    // guard's 24 dBm but beyond the chip, which sends its most instead of refusing.
+    let (rx_at, up) = rig.uplink(10).await;
+    let context = up.rx_info.as_ref().expect("rx_info").context.clone();
+    let rx2 = Asked {
+        freq_hz: 869_525_000,
+        sf: 12,
+        bw_hz: 125_000,
+        cr: gw::CodeRate::Cr45,
+        preamble: 8,
+        eirp_dbm: RX2_EIRP_DBM,
+        payload: vec![0x60, 0x34, 0x12, 0x01, 0x26, 0x80, 0x03, 0x00, 0x66],
+    };
+    assert_eq!(asked_and_limit(&rx2), (24, 24));
+    tokio::time::sleep_until((rx_at + Duration::from_millis(1100)).into()).await;
+    rig.command(&downlink(
+        4,
+        vec![
+            item(&rx1, delay_secs(1), &context),
+            item(&rx2, delay_secs(2), &context),
+        ],
+    ))
+    .await;
+    assert_eq!(
+        rig.ack(4).await,
+        [gw::TxAckStatus::TooLate, gw::TxAckStatus::Ok],
+        "{chip:?} RX1 missed, RX2 taken"
+    );
+    let sent = rig.air.wait_transmissions(2, WAIT).await;
+    assert_eq!(sent.len(), 2, "{chip:?}: one more transmission: {sent:#?}");
+    assert_sent_as_asked(chip, &sent[1], &rx2);
+    let offset = sent[1].started_at.duration_since(rx_at);
+    assert!(
+        offset.abs_diff(Duration::from_secs(2)) <= WINDOW_TOLERANCE,
+        "{chip:?}: RX2 started {offset:?} after the uplink's RxDone, not 2 s ± {WINDOW_TOLERANCE:?}"
+    );
+    assert!(rig.air.wait_mode(Mode::Rx, WAIT).await, "RX did not resume");
+    rig.uplink(11).await;
+
     // Class C: immediately, on RX2's frequency, another coding rate and a longer preamble.
     let class_c = Asked {
         freq_hz: 869_525_000,
@@ -376,6 +430,7 @@ async fn class_a_class_c_and_refused(chip: Chip) {
         bw_hz: 125_000,
         cr: gw::CodeRate::Cr46,
         preamble: 10,
+        eirp_dbm: ASKED_EIRP_DBM,
         payload: vec![
             0x60, 0x34, 0x12, 0x01, 0x26, 0x80, 0x02, 0x00, 0x33, 0x44, 0x55,
         ],
@@ -388,12 +443,12 @@ async fn class_a_class_c_and_refused(chip: Chip) {
         [gw::TxAckStatus::Ok],
         "{chip:?} Class C ack"
     );
-    let sent = rig.air.wait_transmissions(2, WAIT).await;
-    assert_eq!(sent.len(), 2, "{chip:?}: one more transmission: {sent:#?}");
+    let sent = rig.air.wait_transmissions(3, WAIT).await;
+    assert_eq!(sent.len(), 3, "{chip:?}: one more transmission: {sent:#?}");
     // Band P allows 29.15 dBm EIRP: the 15 dBm asked is under the limit, sent unclamped.
-    assert_eq!(asked_and_limit(class_c.freq_hz), (15, 24));
-    assert_sent_as_asked(chip, &sent[1], &class_c);
-    assert!(sent[1].started_at > asked_at, "sent after it was asked for");
+    assert_eq!(asked_and_limit(&class_c), (15, 24));
+    assert_sent_as_asked(chip, &sent[2], &class_c);
+    assert!(sent[2].started_at > asked_at, "sent after it was asked for");
     assert!(rig.air.wait_mode(Mode::Rx, WAIT).await, "RX did not resume");
     rig.uplink(3).await;
 
@@ -415,14 +470,14 @@ async fn class_a_class_c_and_refused(chip: Chip) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         rig.air.transmissions().len(),
-        2,
+        3,
         "{chip:?}: the refused frame was sent"
     );
     assert_eq!(rig.air.mode(), Mode::Rx);
     rig.uplink(5).await;
 
     // Each downlink acked once.
-    assert_eq!(rig.on("event/ack").len(), 3);
+    assert_eq!(rig.on("event/ack").len(), 4);
     rig.stop().await;
 }
 
