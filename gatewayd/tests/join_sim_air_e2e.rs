@@ -5,10 +5,12 @@
 //! the device's AppKey, answers with a join-accept for RX1 (5 s after the uplink, RX2 at 6 s
 //! as the alternative) on `command/down`; the device must decode it in RX1 and join with the
 //! DevAddr the test chose; `event/ack` says OK; and the device's first data uplink from that
-//! DevAddr, signed with the session keys both sides derived, arrives on `event/up`.
+//! DevAddr, signed with the session keys both sides derived, arrives on `event/up`. When
+//! the command comes too late for RX1, the ack says TOO_LATE for it and the device joins in
+//! RX2 (6 s).
 //!
 //! The air runs on the real (tokio) clock, so the test takes about as long as the
-//! protocol's windows (≲ 12 s); every wait is bounded and the seed fixes the device's keys,
+//! protocol's windows (≲ 15 s); every wait is bounded and the seed fixes the device's keys,
 //! position, first transmission time and the air's randomness.
 
 mod support;
@@ -151,8 +153,26 @@ fn transmitted(seen: &[AirEvent]) -> Vec<(NodeId, SimTime, SimTime, Transmission
         .collect()
 }
 
+/// Which receive window the join-accept is meant for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Window {
+    /// The command arrives in time for RX1 (5 s).
+    Rx1,
+    /// The command arrives after RX1's instant: RX1 is TOO_LATE, RX2 (6 s) is used.
+    Rx2,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_simulated_device_joins_through_the_hotspot_and_sends_with_its_new_devaddr() {
+async fn a_simulated_device_joins_in_rx1_through_the_hotspot_and_sends_with_its_new_devaddr() {
+    join_through_the_hotspot(Window::Rx1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_accept_too_late_for_rx1_goes_out_in_rx2_and_the_device_joins_there() {
+    join_through_the_hotspot(Window::Rx2).await;
+}
+
+async fn join_through_the_hotspot(window: Window) {
     let broker = Mosquitto::start();
     let ns = Subscriber::connect(broker.port(), &format!("eu868/gateway/{GATEWAY_ID}/#")).await;
     let dir = tempfile::tempdir().unwrap();
@@ -249,6 +269,10 @@ async fn a_simulated_device_joins_through_the_hotspot_and_sends_with_its_new_dev
     };
     assert_eq!(sf, 7);
     let context = join_up.rx_info.as_ref().expect("rx_info").context.clone();
+    if window == Window::Rx2 {
+        // The join-request ended before it was published: 5.2 s from now is past RX1.
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+    }
 
     // The join-accept: RX1 (the uplink's channel and DR, 5 s) then RX2 (869.525 SF12, 6 s),
     // as ChirpStack sends it. EIRP 16 dBm (EU868's 868.1 MHz limit with a 0 dBi antenna).
@@ -276,13 +300,13 @@ async fn a_simulated_device_joins_through_the_hotspot_and_sends_with_its_new_dev
     })
     .await;
     let statuses: Vec<_> = ack.items.iter().map(|i| i.status()).collect();
-    assert_eq!(
-        statuses,
-        [gw::TxAckStatus::Ok, gw::TxAckStatus::Ignored],
-        "RX1 scheduled, RX2 not needed"
-    );
+    let expected = match window {
+        Window::Rx1 => [gw::TxAckStatus::Ok, gw::TxAckStatus::Ignored],
+        Window::Rx2 => [gw::TxAckStatus::TooLate, gw::TxAckStatus::Ok],
+    };
+    assert_eq!(statuses, expected, "{window:?}");
 
-    // The device decodes it in RX1: the fleet counts one join, nothing rejected.
+    // The device decodes it in its window: the fleet counts one join, nothing rejected.
     // (The watch's read guard is dropped at once: holding it would block the fleet task.)
     let mut c = counters.clone();
     let joined = matches!(
@@ -317,7 +341,8 @@ async fn a_simulated_device_joins_through_the_hotspot_and_sends_with_its_new_dev
     assert_eq!(after.rejected, 0, "{after:?}");
     assert!(after.uplinks >= 1, "{after:?}");
 
-    // The air's record: the join-accept left the hotspot once, exactly as asked, in RX1.
+    // The air's record: the join-accept left the hotspot once, exactly as asked, in the
+    // window it was meant for.
     fleet_stop.cancel();
     let mut seen = Vec::new();
     while let Ok(ev) = events.try_recv() {
@@ -336,26 +361,31 @@ async fn a_simulated_device_joins_through_the_hotspot_and_sends_with_its_new_dev
         "one transmission by the hotspot: {accepts:#?}"
     );
     let (_, start, _, frame) = accepts[0];
+    // RX1: the uplink's channel and DR, 16 dBm EIRP; RX2: 869.525 MHz SF12, 27 dBm EIRP
+    // (band P allows 29.15); a 0 dBi antenna, no cable loss: conducted = EIRP.
+    let (freq, sf, power, at) = match window {
+        Window::Rx1 => (FREQ_HZ, 7, 16.0, jr_end + 5_000_000),
+        Window::Rx2 => (869_525_000, 12, 27.0, jr_end + 6_000_000),
+    };
     assert_eq!(frame.payload, accept);
-    assert_eq!(frame.freq_hz, FREQ_HZ);
+    assert_eq!(frame.freq_hz, freq);
     assert_eq!(
         frame.modulation,
         Modulation::Lora {
-            sf: 7,
+            sf,
             bw_hz: 125_000,
             cr: Some(CodeRate::Cr45)
         }
     );
     assert!(frame.invert_iq && !frame.crc);
-    assert_eq!(frame.power_dbm, 16.0, "16 dBm EIRP through a 0 dBi antenna");
-    let rx1 = jr_end + 5_000_000;
+    assert_eq!(frame.power_dbm, power, "EIRP through a 0 dBi antenna");
     eprintln!(
-        "join-accept started {} µs after RX1 opened",
-        *start as i64 - rx1 as i64
+        "{window:?}: join-accept started {} µs after the window opened",
+        *start as i64 - at as i64
     );
     assert!(
-        start.abs_diff(rx1) <= WINDOW_TOLERANCE_US,
-        "join-accept at {start} µs, RX1 at {rx1} µs (air time)"
+        start.abs_diff(at) <= WINDOW_TOLERANCE_US,
+        "{window:?}: join-accept at {start} µs, window at {at} µs (air time)"
     );
 
     token.cancel();
