@@ -4,8 +4,9 @@
 //! on `command/down` must leave the emulated antenna exactly as requested (frequency, SF,
 //! BW, coding rate, inverted IQ, preamble, CRC, payload), with the power the regulatory
 //! guard approved, at the requested instant after the uplink; `event/ack` must say how it
-//! went; and the chip must go back to receiving afterwards. A request outside the region
-//! never reaches the chip.
+//! went; and the chip must go back to receiving afterwards. A command too late for RX1 goes
+//! out in RX2 (at the chip's maximum power when the network asks for more). A request
+//! outside the region never reaches the chip.
 
 mod support;
 
@@ -342,7 +343,8 @@ fn assert_sent_as_asked(chip: Chip, t: &AirTransmission, a: &Asked) {
     );
 }
 
-/// A Class A RX1 downlink, a Class C downlink and one the guard refuses, on one chip.
+/// On one chip: a Class A RX1 downlink, one that misses RX1 and goes out in RX2, a
+/// Class C downlink, and one the guard refuses.
 async fn class_a_class_c_and_refused(chip: Chip) {
     let rig = Rig::start(chip).await;
 
