@@ -213,11 +213,20 @@ async fn immediate_and_refused_transmissions() {
     let mut far = downlink(TxTiming::Immediate);
     far.freq_hz = 2_400_000_000;
     assert_eq!(c.transmit(far, WAIT).await, Ok(TxStatus::TxFreq));
-    let mut loud = downlink(TxTiming::Immediate);
-    loud.power_dbm = 27;
-    assert_eq!(c.transmit(loud, WAIT).await, Ok(TxStatus::TxPower));
+    // Below the chip's minimum: refused (raising it would exceed the guard's approval).
+    let mut quiet = downlink(TxTiming::Immediate);
+    quiet.power_dbm = -20;
+    assert_eq!(c.transmit(quiet, WAIT).await, Ok(TxStatus::TxPower));
     assert!(air.wait_mode(Mode::Rx, WAIT).await);
     assert_eq!(air.transmissions().len(), 1);
+    // Beyond the chip's maximum: sent at the most it can do (22 dBm), never refused.
+    let mut loud = downlink(TxTiming::Immediate);
+    loud.power_dbm = 27;
+    assert_eq!(c.transmit(loud, WAIT).await, Ok(TxStatus::Ok));
+    let sent = air.wait_transmissions(2, WAIT).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].power_dbm, 22);
+    assert!(air.wait_mode(Mode::Rx, WAIT).await);
     air.assert_no_faults();
     stop.cancel();
 }

@@ -301,8 +301,17 @@ fn lora_params(m: &Modulation) -> Option<(SpreadingFactor, Bandwidth, CodingRate
 
 /// Check and queue one request, answering it.
 fn accept(cmd: TxCommand, settings: &LoraPhySettings, queue: &mut TxQueue, clock: &Clock) {
-    let status = check_request(&cmd.request, settings)
-        .and_then(|()| queue.schedule(cmd.request, Instant::now(), clock))
+    let asked = cmd.request.power_dbm;
+    let status = check_request(cmd.request, settings)
+        .and_then(|req| {
+            if req.power_dbm < asked {
+                log::debug!(
+                    "transmission at {} dBm, the most the chip can do ({asked} dBm approved)",
+                    req.power_dbm
+                );
+            }
+            queue.schedule(req, Instant::now(), clock)
+        })
         .err()
         .unwrap_or(TxStatus::Ok);
     if status != TxStatus::Ok {

@@ -79,7 +79,8 @@ pub struct Sx126xConfig {
     pub public_network: Option<bool>,
     /// Lowest conducted power the backend accepts, dBm (default: the chip's minimum).
     pub tx_power_min_dbm: Option<i8>,
-    /// Highest conducted power the backend accepts, dBm (default: the chip's maximum).
+    /// Highest conducted power the backend uses, dBm (default: the chip's maximum); a
+    /// transmission approved for more is sent at this power.
     /// Hazard: above the antenna path's rating or the region's EIRP minus antenna gain.
     pub tx_power_max_dbm: Option<i8>,
 }
@@ -126,7 +127,7 @@ pub struct Sx127xConfig {
     pub public_network: Option<bool>,
     /// Lowest conducted power accepted, dBm.
     pub tx_power_min_dbm: Option<i8>,
-    /// Highest conducted power accepted, dBm (PA_BOOST: at most 20).
+    /// Highest conducted power used, dBm (PA_BOOST: at most 20); more is sent at this.
     pub tx_power_max_dbm: Option<i8>,
 }
 
@@ -182,9 +183,9 @@ pub struct LoraPhySettings {
     pub public_network: bool,
     /// Receive channel.
     pub channel: Channel,
-    /// Accepted conducted power range, dBm.
+    /// Lowest conducted power accepted, dBm (less is refused: TX_POWER).
     pub tx_power_min_dbm: i8,
-    /// Accepted conducted power range, dBm.
+    /// Highest conducted power used, dBm (more is sent at this).
     pub tx_power_max_dbm: i8,
 }
 

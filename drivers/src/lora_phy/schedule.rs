@@ -39,15 +39,23 @@ impl Clock {
     }
 }
 
-/// Why a request cannot be sent by this radio, as the status the daemon reports.
-pub fn check_request(req: &TxRequest, s: &LoraPhySettings) -> Result<(), TxStatus> {
+/// The request as this radio sends it, or why it cannot (the status the daemon reports).
+///
+/// Power: the guard approved `power_dbm` as an upper bound, so a power beyond the chip's
+/// `tx_power_max_dbm` is lowered to it (less is always legal), as a concentrator picks the
+/// highest power of its table not above the one asked. Without this, ChirpStack's default
+/// RX2 power in EU868 (29 dBm EIRP at 869.525 MHz) would be refused on every SPI radio.
+/// A power below `tx_power_min_dbm` is refused (`TxPower`): raising it would exceed what
+/// the guard approved.
+pub fn check_request(mut req: TxRequest, s: &LoraPhySettings) -> Result<TxRequest, TxStatus> {
     let freq_ok = u32::try_from(req.freq_hz).is_ok_and(|f| s.chip.freq_range_hz().contains(&f));
     if !freq_ok {
         return Err(TxStatus::TxFreq);
     }
-    if req.power_dbm < s.tx_power_min_dbm || req.power_dbm > s.tx_power_max_dbm {
+    if req.power_dbm < s.tx_power_min_dbm {
         return Err(TxStatus::TxPower);
     }
+    req.power_dbm = req.power_dbm.min(s.tx_power_max_dbm);
     match req.modulation {
         Modulation::Lora { sf, bw_hz, .. } => {
             if !s.chip.sf_range().contains(&sf) || !matches!(bw_hz, 125_000 | 250_000 | 500_000) {
@@ -63,7 +71,7 @@ pub fn check_request(req: &TxRequest, s: &LoraPhySettings) -> Result<(), TxStatu
     if req.payload.len() > 255 {
         return Err(TxStatus::InternalError);
     }
-    Ok(())
+    Ok(req)
 }
 
 /// Time on air of a request.
@@ -264,15 +272,25 @@ mod tests {
         )
         .unwrap();
         let s = cfg.validate("radio.sx126x").unwrap();
-        assert_eq!(check_request(&req(TxTiming::Immediate), &s), Ok(()));
+        assert_eq!(
+            check_request(req(TxTiming::Immediate), &s),
+            Ok(req(TxTiming::Immediate))
+        );
+        // Above the chip's maximum: sent at the maximum (below the guard's approval).
         let mut r = req(TxTiming::Immediate);
         r.power_dbm = 20;
-        assert_eq!(check_request(&r, &s), Err(TxStatus::TxPower));
+        let fitted = check_request(r.clone(), &s).unwrap();
+        assert_eq!(fitted.power_dbm, 16);
+        assert_eq!(fitted, TxRequest { power_dbm: 16, ..r });
+        // Below the chip's minimum: raising it would exceed the approval.
+        let mut r = req(TxTiming::Immediate);
+        r.power_dbm = s.tx_power_min_dbm - 1;
+        assert_eq!(check_request(r, &s), Err(TxStatus::TxPower));
         let mut r = req(TxTiming::Immediate);
         r.freq_hz = 2_400_000_000;
-        assert_eq!(check_request(&r, &s), Err(TxStatus::TxFreq));
+        assert_eq!(check_request(r, &s), Err(TxStatus::TxFreq));
         let mut r = req(TxTiming::Immediate);
         r.modulation = Modulation::Fsk { bitrate: 50_000 };
-        assert_eq!(check_request(&r, &s), Err(TxStatus::TxFreq));
+        assert_eq!(check_request(r, &s), Err(TxStatus::TxFreq));
     }
 }

@@ -124,6 +124,10 @@ pub struct Device {
     join_attempts: u32,
     next_tx: SimTime,
     windows: Option<Windows>,
+    /// The last windows closed: a frame that started in one ends (and is handed over)
+    /// after the window's close when it is long (RX2 at SF12 lasts over a second); a real
+    /// radio that caught its preamble keeps receiving it to the end.
+    closed: Option<Windows>,
     ack_pending: bool,
     rx1_delay_us: u64,
     counters: DeviceCounters,
@@ -152,6 +156,7 @@ impl Device {
             join_attempts: 0,
             next_tx: first,
             windows: None,
+            closed: None,
             ack_pending: false,
             rx1_delay_us: 1_000_000,
             counters: DeviceCounters::default(),
@@ -196,6 +201,7 @@ impl Device {
             return;
         }
         self.windows = None;
+        self.closed = Some(w);
         if let WindowKind::Join { .. } = w.kind {
             if self.session.is_none() {
                 self.join_attempts += 1;
@@ -291,19 +297,14 @@ impl Device {
 
     /// A frame the device's radio heard, ending at `end`.
     pub fn on_downlink(&mut self, end: SimTime, frame: &Transmission) -> DownlinkOutcome {
-        let Some(w) = self.windows else {
+        let start = end.saturating_sub(frame.airtime_us());
+        // The frame must have started in a window: the open ones, or the last closed ones
+        // (a long frame that started in time is handed over at its end, after the close).
+        let current = self.windows.filter(|w| self.in_window(w, start, frame));
+        let Some(w) = current.or(self.closed.filter(|w| self.in_window(w, start, frame))) else {
             return DownlinkOutcome::OutsideWindow;
         };
-        let start = end.saturating_sub(frame.airtime_us());
-        let tol = self.cfg.window_tolerance_us;
-        let near = |at: SimTime| start.abs_diff(at) <= tol;
-        let in_rx1 = near(w.rx1_at)
-            && frame.freq_hz == w.rx1_freq
-            && same_channel_kind(&frame.modulation, &w.rx1_mod);
-        let in_rx2 = near(w.rx2_at)
-            && frame.freq_hz == self.cfg.rx2_freq_hz
-            && same_channel_kind(&frame.modulation, &self.cfg.rx2_modulation);
-        if !(in_rx1 || in_rx2) || !frame.invert_iq {
+        if !frame.invert_iq {
             return DownlinkOutcome::OutsideWindow;
         }
         let outcome = match (w.kind, self.session) {
@@ -338,9 +339,28 @@ impl Device {
         };
         match outcome {
             DownlinkOutcome::Rejected(_) => self.counters.rejected += 1,
-            _ => self.windows = None,
+            _ => {
+                if current.is_some() {
+                    self.windows = None;
+                }
+                self.closed = None;
+            }
         }
         outcome
+    }
+
+    /// Whether a frame starting at `start` falls in RX1 or RX2 of `w` (time within the
+    /// tolerance, frequency and data rate).
+    fn in_window(&self, w: &Windows, start: SimTime, frame: &Transmission) -> bool {
+        let tol = self.cfg.window_tolerance_us;
+        let near = |at: SimTime| start.abs_diff(at) <= tol;
+        let in_rx1 = near(w.rx1_at)
+            && frame.freq_hz == w.rx1_freq
+            && same_channel_kind(&frame.modulation, &w.rx1_mod);
+        let in_rx2 = near(w.rx2_at)
+            && frame.freq_hz == self.cfg.rx2_freq_hz
+            && same_channel_kind(&frame.modulation, &self.cfg.rx2_modulation);
+        in_rx1 || in_rx2
     }
 }
 

@@ -215,3 +215,37 @@ fn rx_delay_from_the_join_accept_moves_the_data_windows() {
         DownlinkOutcome::Data(_)
     ));
 }
+
+#[test]
+fn a_long_rx2_join_accept_is_taken_after_the_window_closed() {
+    // RX2 at SF12: the join-accept lasts ~1.2 s, so it ends (and is handed over) long after
+    // the window's close, when the fleet has already polled the device.
+    let cfg = otaa(None);
+    let mut d = Device::new(cfg.clone(), 11, 0);
+    let (t0, jr) = next_frame(&mut d, 0);
+    let up_end = t0 + jr.airtime_us();
+    let ja = join_accept(&cfg.app_key, 9, 0x13, 0x2601_0042, 0, 1);
+    let dl = downlink(EU_RX2, lora(12), ja);
+    assert!(dl.airtime_us() > 1_000_000);
+    let close = d.next_wake();
+    assert!(close < up_end + 6_000_000 + dl.airtime_us());
+    assert_eq!(d.poll(close), None, "windows closed, retry scheduled");
+    // Started 1 s after RX2 opened: not in the window, even among the closed ones.
+    let late = downlink(EU_RX2, lora(12), dl.payload.clone());
+    assert_eq!(
+        d.on_downlink(up_end + 7_000_000 + late.airtime_us(), &late),
+        DownlinkOutcome::OutsideWindow
+    );
+    // Started at RX2: taken.
+    let DownlinkOutcome::Joined(s) = d.on_downlink(up_end + 6_000_000 + dl.airtime_us(), &dl)
+    else {
+        panic!("RX2 join-accept not taken after the window closed");
+    };
+    assert_eq!(s.dev_addr, 0x2601_0042);
+    assert_eq!(d.counters().joins, 1);
+    // Once only: the same frame again is outside every window.
+    assert_eq!(
+        d.on_downlink(up_end + 6_000_000 + dl.airtime_us(), &dl),
+        DownlinkOutcome::OutsideWindow
+    );
+}
