@@ -8,13 +8,16 @@
 //!   `immediately`, Class B `gps_epoch`), items tried in order as alternatives, statuses.
 //! - `task.rs`: the task that owns the [`TxGate`](crate::guard::TxGate), the daemon's only
 //!   way to transmit, and stores acks in the outbox (`Class::Control`).
+//! - `client.rs`: [`TxClient`], the handle through which beacons use the same gate.
 
+mod client;
 mod decode;
 mod scheduler;
 mod task;
 #[cfg(test)]
 mod tests;
 
+pub use client::{TxClient, TxClientError, TxJob, TX_JOB_QUEUE};
 pub use decode::{decode_downlink, tx_ack, CommandError, MAX_ITEMS};
 pub use scheduler::{ack_status, build_request, Attempt, ItemError, Step};
 pub use task::{DownlinkConfig, DownlinkCounters, DownlinkTask, WARN_INTERVAL};
