@@ -2,6 +2,7 @@
 //! the runtime [`Config`]. Every error names the file and the key.
 
 // Raw fields mirror the keys documented in the example config.
+pub mod poc;
 #[allow(missing_docs)]
 pub mod raw;
 
@@ -78,6 +79,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// `[log] level`
     pub log_level: log::LevelFilter,
+    /// `[poc]`
+    pub poc: poc::PocConfig,
 }
 
 /// A fixed location.
@@ -638,6 +641,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         gps,
         service,
         log_level,
+        poc: poc::build(&raw.poc, file)?,
     })
 }
 

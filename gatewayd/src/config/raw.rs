@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub gps: RawGps,
     pub service: RawService,
     pub log: RawLog,
+    pub poc: super::poc::RawPoc,
 }
 
 /// `[service]`

@@ -3,6 +3,8 @@
 //! them down in order on one signal: the radio stops first, the pipeline stores what it already
 //! has, the link flushes in-flight messages and says OFFLINE, the outbox closes last.
 
+pub mod commands;
+mod poc;
 pub mod reload;
 pub mod state;
 
@@ -295,6 +297,7 @@ async fn run_with(
         outbox: Mutex::new(None),
         whereabouts,
         witness: Mutex::new(None),
+        beacon: Mutex::new(None),
     });
     heartbeat
         .register(
@@ -340,6 +343,9 @@ async fn run_with(
         _ = shutdown.cancelled() => None,
     };
     let witness_counters = Arc::new(crate::poc::task::WitnessCounters::default());
+    let identity: Arc<dyn crate::poc::Signer + Send + Sync> = Arc::new(identity);
+    // The beacon task tells the witness task the bodies of our own beacons.
+    let (own_tx, own_rx) = tokio::sync::mpsc::channel(8);
     if let (Some(gateway), Some(region)) = (
         gateway,
         crate::region::Region::by_name(&config.gateway.region),
@@ -350,8 +356,9 @@ async fn run_with(
         );
         tokio::spawn(crate::poc::task::run_witness(
             proprietary_rx,
+            own_rx,
             detector,
-            Arc::new(identity),
+            identity.clone(),
             outbox.clone(),
             crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/witness"),
             state.whereabouts.clone(),
@@ -380,7 +387,7 @@ async fn run_with(
                 st.link_changed();
             }
         });
-        let downlink = crate::downlink::DownlinkTask::new(
+        let mut downlink = crate::downlink::DownlinkTask::new(
             gate,
             outbox.clone(),
             crate::downlink::DownlinkConfig {
@@ -389,7 +396,21 @@ async fn run_with(
                 json: config.mqtt.json,
             },
         );
-        let command_task = tokio::spawn(downlink.run(commands));
+        // Beacons transmit through the downlink task's gate (one guard, one ledger).
+        let (entropy_tx, beacon_counters) = poc::spawn_beacon(
+            &config,
+            gateway,
+            identity.clone(),
+            outbox.clone(),
+            state.whereabouts.clone(),
+            downlink.tx_client(),
+            own_tx,
+            radio_token.clone(),
+        );
+        state.set_beacon_counters(beacon_counters);
+        let (down_tx, down_rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(commands::run_router(commands, down_tx, entropy_tx));
+        let command_task = tokio::spawn(downlink.run(down_rx));
         (task, command_task, watch_task)
     });
     if !shutdown.is_cancelled() && !ready_sent {

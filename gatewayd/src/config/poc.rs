@@ -1,0 +1,141 @@
+//! `[poc]`: proof-of-coverage beaconing — raw values as written, validated into [`PocConfig`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::poc::beacon::{Window, DEFAULT_WINDOW_S, MIN_WINDOW_S};
+
+/// `[poc]` as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct RawPoc {
+    pub enabled: bool,
+    pub window_secs: u32,
+    pub radio_max_power_dbm: i8,
+    pub report_validity_secs: u64,
+}
+
+impl Default for RawPoc {
+    fn default() -> Self {
+        RawPoc {
+            enabled: true,
+            window_secs: DEFAULT_WINDOW_S,
+            radio_max_power_dbm: 14,
+            report_validity_secs: 3600,
+        }
+    }
+}
+
+/// `[poc]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PocConfig {
+    /// Beacon (one per window, when the network sent the window's entropy).
+    pub enabled: bool,
+    /// Window length in seconds: ≥ 10, divides 86400.
+    pub window_secs: u32,
+    /// The radio's maximum conducted power, dBm (the guard's limit applies on top).
+    pub radio_max_power_dbm: i8,
+    /// How long a beacon report is valid (and kept in the outbox) after the beacon.
+    pub report_validity: Duration,
+}
+
+/// Validate `[poc]`; errors name `file` and the key.
+pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        key: key.to_string(),
+        message,
+    };
+    if !Window::valid_len(raw.window_secs) {
+        return Err(invalid(
+            "poc.window_secs",
+            format!(
+                "{} s: must be at least {MIN_WINDOW_S} and divide 86400 (a day), e.g. 3600, 21600",
+                raw.window_secs
+            ),
+        ));
+    }
+    if !(-10..=30).contains(&raw.radio_max_power_dbm) {
+        return Err(invalid(
+            "poc.radio_max_power_dbm",
+            format!("{} dBm: must be within -10..=30", raw.radio_max_power_dbm),
+        ));
+    }
+    if !(60..=3600).contains(&raw.report_validity_secs) {
+        return Err(invalid(
+            "poc.report_validity_secs",
+            format!(
+                "{} s: must be within 60..=3600 (the verifier rejects longer deadlines)",
+                raw.report_validity_secs
+            ),
+        ));
+    }
+    Ok(PocConfig {
+        enabled: raw.enabled,
+        window_secs: raw.window_secs,
+        radio_max_power_dbm: raw.radio_max_power_dbm,
+        report_validity: Duration::from_secs(raw.report_validity_secs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Path::new("/etc/gatewayd/gatewayd.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let c = load("").unwrap();
+        assert!(c.poc.enabled);
+        assert_eq!(c.poc.window_secs, 21_600);
+        assert_eq!(c.poc.radio_max_power_dbm, 14);
+        assert_eq!(c.poc.report_validity.as_secs(), 3600);
+        let c = load(
+            "[poc]\nenabled = false\nwindow_secs = 10\nradio_max_power_dbm = 20\nreport_validity_secs = 600\n",
+        )
+        .unwrap();
+        assert!(!c.poc.enabled);
+        assert_eq!((c.poc.window_secs, c.poc.radio_max_power_dbm), (10, 20));
+        assert_eq!(c.poc.report_validity.as_secs(), 600);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        for (text, key, what) in [
+            (
+                "[poc]\nwindow_secs = 7000\n",
+                "poc.window_secs",
+                "divide 86400",
+            ),
+            ("[poc]\nwindow_secs = 5\n", "poc.window_secs", "at least 10"),
+            (
+                "[poc]\nradio_max_power_dbm = 31\n",
+                "poc.radio_max_power_dbm",
+                "-10..=30",
+            ),
+            (
+                "[poc]\nreport_validity_secs = 7200\n",
+                "poc.report_validity_secs",
+                "60..=3600",
+            ),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(
+                e.contains("/etc/gatewayd/gatewayd.toml") && e.contains(key) && e.contains(what),
+                "{text}: {e}"
+            );
+        }
+        let e = load("[poc]\nwindow = 60\n").unwrap_err();
+        assert!(e.contains("poc.window"), "unknown key named: {e}");
+        let e = load("[poc]\nradio_max_power_dbm = 300\n").unwrap_err();
+        assert!(e.contains("poc.radio_max_power_dbm"), "{e}");
+    }
+}
