@@ -1,11 +1,10 @@
 //! Configuration: the TOML file is parsed into raw values ([`raw`]), validated, and built into
 //! the runtime [`Config`]. Every error names the file and the key.
 
+pub mod poc;
 // Raw fields mirror the keys documented in the example config.
 #[allow(missing_docs)]
 pub mod raw;
-// `[poc]` receipt and report-validity keys.
-pub mod poc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,7 +79,7 @@ pub struct Config {
     pub service: ServiceConfig,
     /// `[log] level`
     pub log_level: log::LevelFilter,
-    /// `[poc]` receipts and report validity.
+    /// `[poc]`: beacons, receipts and report validity.
     pub poc: poc::PocConfig,
 }
 
@@ -642,7 +641,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
         gps,
         service,
         log_level,
-        poc: poc::build(&raw.poc).map_err(|(key, message)| b.invalid(key, message))?,
+        poc: poc::build(&raw.poc, file)?,
     })
 }
 

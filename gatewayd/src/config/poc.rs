@@ -1,51 +1,96 @@
-//! `[poc]` keys for data-transfer receipts and report validity (docs/proof-of-coverage.md
-//! §6, §8): raw values with their defaults and their validation.
+//! `[poc]`: proof-of-coverage beaconing, data-transfer receipts and report validity
+//! (docs/proof-of-coverage.md §4, §6, §8) — raw values as written, validated into [`PocConfig`].
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// `[poc]` as written (receipt and report-validity keys).
+use super::ConfigError;
+use crate::poc::beacon::{Window, DEFAULT_WINDOW_S, MIN_WINDOW_S};
+
+/// `[poc]` as written in the file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)]
 pub struct RawPoc {
-    /// Seconds between data-transfer receipts.
-    pub receipt_interval_secs: u64,
-    /// Seconds a witness report or receipt stays valid (its deadline; the outbox drops it
-    /// unsent after that).
+    pub enabled: bool,
+    pub window_secs: u32,
+    pub radio_max_power_dbm: i8,
     pub report_validity_secs: u64,
+    pub receipt_interval_secs: u64,
 }
 
 impl Default for RawPoc {
     fn default() -> Self {
         RawPoc {
-            receipt_interval_secs: 3600,
+            enabled: true,
+            window_secs: DEFAULT_WINDOW_S,
+            radio_max_power_dbm: 14,
             report_validity_secs: 3600,
+            receipt_interval_secs: 3600,
         }
     }
 }
 
 /// `[poc]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PocConfig {
+    /// Beacon (one per window, when the network sent the window's entropy).
+    pub enabled: bool,
+    /// Window length in seconds: ≥ 10, divides 86400.
+    pub window_secs: u32,
+    /// The radio's maximum conducted power, dBm (the guard's limit applies on top).
+    pub radio_max_power_dbm: i8,
+    /// How long a beacon or witness report or a receipt is valid (its deadline; the outbox
+    /// drops it unsent after that).
+    pub report_validity: Duration,
     /// Period of data-transfer receipts.
     pub receipt_interval: Duration,
-    /// Validity of witness reports and receipts.
-    pub report_validity: Duration,
 }
 
-/// Validate; `Err((key, message))`.
-pub fn build(raw: &RawPoc) -> Result<PocConfig, (&'static str, &'static str)> {
-    if !(1..=86_400).contains(&raw.receipt_interval_secs) {
-        return Err(("poc.receipt_interval_secs", "must be within 1..=86400"));
+/// Validate `[poc]`; errors name `file` and the key.
+pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        key: key.to_string(),
+        message,
+    };
+    if !Window::valid_len(raw.window_secs) {
+        return Err(invalid(
+            "poc.window_secs",
+            format!(
+                "{} s: must be at least {MIN_WINDOW_S} and divide 86400 (a day), e.g. 3600, 21600",
+                raw.window_secs
+            ),
+        ));
     }
-    // The verifier's default policy rejects deadlines more than 1 h after the event.
+    if !(-10..=30).contains(&raw.radio_max_power_dbm) {
+        return Err(invalid(
+            "poc.radio_max_power_dbm",
+            format!("{} dBm: must be within -10..=30", raw.radio_max_power_dbm),
+        ));
+    }
     if !(1..=3600).contains(&raw.report_validity_secs) {
-        return Err(("poc.report_validity_secs", "must be within 1..=3600"));
+        return Err(invalid(
+            "poc.report_validity_secs",
+            format!(
+                "{} s: must be within 1..=3600 (the verifier rejects longer deadlines)",
+                raw.report_validity_secs
+            ),
+        ));
+    }
+    if !(1..=86_400).contains(&raw.receipt_interval_secs) {
+        return Err(invalid(
+            "poc.receipt_interval_secs",
+            format!("{} s: must be within 1..=86400", raw.receipt_interval_secs),
+        ));
     }
     Ok(PocConfig {
-        receipt_interval: Duration::from_secs(raw.receipt_interval_secs),
+        enabled: raw.enabled,
+        window_secs: raw.window_secs,
+        radio_max_power_dbm: raw.radio_max_power_dbm,
         report_validity: Duration::from_secs(raw.report_validity_secs),
+        receipt_interval: Duration::from_secs(raw.receipt_interval_secs),
     })
 }
 
@@ -56,23 +101,63 @@ mod tests {
     use crate::config::Config;
 
     fn load(text: &str) -> Result<Config, String> {
-        Config::from_toml(text, Path::new("/etc/gatewayd/g.toml")).map_err(|e| e.to_string())
+        Config::from_toml(text, Path::new("/etc/gatewayd/gatewayd.toml")).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn defaults_values_and_errors() {
+    fn defaults_and_values() {
         let c = load("").unwrap();
-        assert_eq!(c.poc.receipt_interval.as_secs(), 3600);
+        assert!(c.poc.enabled);
+        assert_eq!(c.poc.window_secs, 21_600);
+        assert_eq!(c.poc.radio_max_power_dbm, 14);
         assert_eq!(c.poc.report_validity.as_secs(), 3600);
+        assert_eq!(c.poc.receipt_interval.as_secs(), 3600);
         let c = load("[poc]\nreceipt_interval_secs = 60\nreport_validity_secs = 5\n").unwrap();
         assert_eq!(c.poc.receipt_interval.as_secs(), 60);
         assert_eq!(c.poc.report_validity.as_secs(), 5);
-        let e = load("[poc]\nreport_validity_secs = 7200\n").unwrap_err();
-        assert!(
-            e.contains("poc.report_validity_secs") && e.contains("1..=3600"),
-            "{e}"
-        );
-        let e = load("[poc]\nreceipt_interval_secs = 0\n").unwrap_err();
-        assert!(e.contains("poc.receipt_interval_secs"), "{e}");
+        let c = load(
+            "[poc]\nenabled = false\nwindow_secs = 10\nradio_max_power_dbm = 20\nreport_validity_secs = 600\n",
+        )
+        .unwrap();
+        assert!(!c.poc.enabled);
+        assert_eq!((c.poc.window_secs, c.poc.radio_max_power_dbm), (10, 20));
+        assert_eq!(c.poc.report_validity.as_secs(), 600);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        for (text, key, what) in [
+            (
+                "[poc]\nwindow_secs = 7000\n",
+                "poc.window_secs",
+                "divide 86400",
+            ),
+            ("[poc]\nwindow_secs = 5\n", "poc.window_secs", "at least 10"),
+            (
+                "[poc]\nradio_max_power_dbm = 31\n",
+                "poc.radio_max_power_dbm",
+                "-10..=30",
+            ),
+            (
+                "[poc]\nreport_validity_secs = 7200\n",
+                "poc.report_validity_secs",
+                "1..=3600",
+            ),
+            (
+                "[poc]\nreceipt_interval_secs = 0\n",
+                "poc.receipt_interval_secs",
+                "1..=86400",
+            ),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(
+                e.contains("/etc/gatewayd/gatewayd.toml") && e.contains(key) && e.contains(what),
+                "{text}: {e}"
+            );
+        }
+        let e = load("[poc]\nwindow = 60\n").unwrap_err();
+        assert!(e.contains("poc.window"), "unknown key named: {e}");
+        let e = load("[poc]\nradio_max_power_dbm = 300\n").unwrap_err();
+        assert!(e.contains("poc.radio_max_power_dbm"), "{e}");
     }
 }

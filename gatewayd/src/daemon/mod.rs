@@ -3,6 +3,8 @@
 //! them down in order on one signal: the radio stops first, the pipeline stores what it already
 //! has, the link flushes in-flight messages and says OFFLINE, the outbox closes last.
 
+pub mod commands;
+mod poc;
 pub mod reload;
 pub mod state;
 
@@ -314,6 +316,7 @@ async fn run_with(
         witness: Mutex::new(None),
         downlink: Mutex::new(None),
         receipts: Mutex::new(None),
+        beacon: Mutex::new(None),
     });
     heartbeat
         .register(
@@ -359,6 +362,8 @@ async fn run_with(
         _ = shutdown.cancelled() => None,
     };
     let witness_counters = Arc::new(crate::poc::task::WitnessCounters::default());
+    // The beacon task tells the witness task the bodies of our own beacons.
+    let (own_tx, own_rx) = tokio::sync::mpsc::channel(8);
     if let (Some(gateway), Some(region)) = (
         gateway,
         crate::region::Region::by_name(&config.gateway.region),
@@ -369,6 +374,7 @@ async fn run_with(
         );
         tokio::spawn(crate::poc::task::run_witness(
             proprietary_rx,
+            own_rx,
             detector,
             identity.clone(),
             outbox.clone(),
@@ -417,7 +423,7 @@ async fn run_with(
                 st.link_changed();
             }
         });
-        let downlink = crate::downlink::DownlinkTask::new(
+        let mut downlink = crate::downlink::DownlinkTask::new(
             gate,
             outbox.clone(),
             crate::downlink::DownlinkConfig {
@@ -427,7 +433,21 @@ async fn run_with(
             },
         );
         state.set_downlink_stats(downlink.stats());
-        let command_task = tokio::spawn(downlink.run(commands));
+        // Beacons transmit through the downlink task's gate (one guard, one ledger).
+        let (entropy_tx, beacon_counters) = poc::spawn_beacon(
+            &config,
+            gateway,
+            identity.clone(),
+            outbox.clone(),
+            state.whereabouts.clone(),
+            downlink.tx_client(),
+            own_tx,
+            radio_token.clone(),
+        );
+        state.set_beacon_counters(beacon_counters);
+        let (down_tx, down_rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(commands::run_router(commands, down_tx, entropy_tx));
+        let command_task = tokio::spawn(downlink.run(down_rx));
         (task, command_task, watch_task)
     });
     if !shutdown.is_cancelled() && !ready_sent {

@@ -90,5 +90,11 @@ mod tests {
         let d = diff(&old, &new);
         assert_eq!(d.applied, vec!["log.level", "uplink"]);
         assert_eq!(d.needs_restart, vec!["mqtt"]);
+        let d = diff(&old, &cfg("[poc]\nwindow_secs = 3600\n"));
+        assert_eq!(
+            d.needs_restart,
+            vec!["poc"],
+            "[poc] takes effect after a restart"
+        );
     }
 }

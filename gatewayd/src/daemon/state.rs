@@ -43,6 +43,8 @@ pub struct DaemonState {
     pub downlink: Mutex<Option<crate::downlink::DownlinkStats>>,
     /// Receipt counters (set once the receipt task runs).
     pub receipts: Mutex<Option<Arc<crate::poc::receipt_task::ReceiptCounters>>>,
+    /// Beacons sent and skipped (set once the beacon task runs).
+    pub beacon: Mutex<Option<Arc<crate::poc::beacon_task::BeaconCounters>>>,
 }
 
 impl DaemonState {
@@ -161,6 +163,17 @@ impl DaemonState {
             guard,
             ..Default::default()
         }
+        .with_beacons(self.beacon.lock().ok().and_then(|g| g.clone()))
+    }
+
+    /// Record the beacon task's counters (`None`: beaconing is off).
+    pub fn set_beacon_counters(
+        &self,
+        counters: Option<Arc<crate::poc::beacon_task::BeaconCounters>>,
+    ) {
+        if let Ok(mut g) = self.beacon.lock() {
+            *g = counters;
+        }
     }
 
     /// Record the witness task's counters.
@@ -203,6 +216,28 @@ impl DaemonState {
                 *since = Instant::now();
             }
         }
+    }
+}
+
+impl StatusSnapshot {
+    /// The beacon figures, when the beacon task runs.
+    fn with_beacons(
+        mut self,
+        counters: Option<Arc<crate::poc::beacon_task::BeaconCounters>>,
+    ) -> StatusSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(c) = counters {
+            self.beacons_sent_total = Some(c.sent.load(Relaxed));
+            let ms = c.last_ms.load(Relaxed);
+            let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
+            self.last_beacon_age_seconds = (ms > 0).then(|| now.saturating_sub(ms) / 1000);
+            self.beacons_skipped = c
+                .skipped_by_reason()
+                .into_iter()
+                .map(|(r, n)| (r.to_string(), n))
+                .collect();
+        }
+        self
     }
 }
 

@@ -11,7 +11,9 @@
 //! - `stats.rs`: its counters (received, scheduled, sent, item statuses acked) and the
 //!   [`DownlinkStats`] view status and metrics read (with the guard's counters and the
 //!   duty-cycle use per band).
+//! - `client.rs`: [`TxClient`], the handle through which beacons use the same gate.
 
+mod client;
 mod decode;
 mod scheduler;
 mod stats;
@@ -19,6 +21,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
+pub use client::{TxClient, TxClientError, TxJob, TX_JOB_QUEUE};
 pub use decode::{decode_downlink, tx_ack, CommandError, MAX_ITEMS};
 pub use scheduler::{ack_status, build_request, Attempt, ItemError, Step};
 pub use stats::{DownlinkCounters, DownlinkStats, ACK_STATUSES, DUTY_CYCLE_REFRESH};

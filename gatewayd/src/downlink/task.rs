@@ -2,6 +2,7 @@
 //! handle), takes `command/down` payloads from the MQTT link one at a time, walks their
 //! items with the pure [`Attempt`] and stores the `gw.DownlinkTxAck` in the outbox
 //! (`Class::Control`), which the link publishes on `{prefix}/gateway/{id}/event/ack`.
+//! Its second input, [`TxClient`] jobs, lets beacons share the gate and its ledger.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use drivers::radio::Eui64;
 use drivers::ratelimit::RateLimiter;
 use tokio::sync::{mpsc, watch};
 
+use super::client::{TxClient, TxJob};
 use super::decode::{decode_downlink, tx_ack};
 use super::scheduler::{Attempt, Step};
 use super::stats::{DownlinkCounters, DownlinkStats, DUTY_CYCLE_REFRESH};
@@ -41,6 +43,8 @@ pub struct DownlinkTask {
     limiter: RateLimiter,
     counters: Arc<DownlinkCounters>,
     duty_cycle: watch::Sender<Vec<BandUse>>,
+    jobs: Option<mpsc::Receiver<TxJob>>,
+    client: Option<TxClient>,
 }
 
 impl DownlinkTask {
@@ -53,7 +57,21 @@ impl DownlinkTask {
             limiter: RateLimiter::new(WARN_INTERVAL),
             counters: Arc::new(DownlinkCounters::default()),
             duty_cycle: watch::Sender::new(Vec::new()),
+            jobs: None,
+            client: None,
         }
+    }
+
+    /// A handle for other transmitters (beacons): their requests go through this task's
+    /// gate, one at a time between downlinks. Every call returns a handle to the same queue.
+    pub fn tx_client(&mut self) -> TxClient {
+        if let Some(c) = &self.client {
+            return c.clone();
+        }
+        let (client, jobs) = TxClient::channel();
+        self.jobs = Some(jobs);
+        self.client = Some(client.clone());
+        client
     }
 
     /// The counters, shared.
@@ -71,24 +89,36 @@ impl DownlinkTask {
         }
     }
 
-    /// Handle commands until the channel closes. `down` commands are transmitted; other
-    /// kinds are logged as unsupported. The duty-cycle use is published at start (the
-    /// ledger survives restarts), after every command and every [`DUTY_CYCLE_REFRESH`].
+    /// Handle commands and [`TxClient`] jobs until both inputs close. `down` commands are
+    /// transmitted; other kinds are logged (rate-limited) and ignored. The duty-cycle use is
+    /// published at start (the ledger survives restarts), after every transmission and
+    /// every [`DUTY_CYCLE_REFRESH`].
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut jobs = self.jobs.take();
+        // Only the handles given out keep the job queue open.
+        self.client = None;
         let mut tick = tokio::time::interval(DUTY_CYCLE_REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let mut commands_open = true;
+        while commands_open || jobs.is_some() {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
+                cmd = commands.recv(), if commands_open => match cmd {
                     Some(cmd) if cmd.kind == "down" => {
                         self.handle(&cmd.payload).await;
                         self.refresh_duty_cycle();
                     }
                     Some(cmd) => self.warn(
                         "unsupported",
-                        format!("command/{} ignored: not supported yet", cmd.kind),
+                        format!("command/{} ignored: not a downlink", cmd.kind),
                     ),
-                    None => break,
+                    None => commands_open = false,
+                },
+                job = async { jobs.as_mut()?.recv().await }, if jobs.is_some() => match job {
+                    Some(job) => {
+                        job.run(&mut self.gate).await;
+                        self.refresh_duty_cycle();
+                    }
+                    None => jobs = None,
                 },
                 _ = tick.tick() => self.refresh_duty_cycle(),
             }

@@ -479,4 +479,92 @@ mod task_tests {
         assert!(band("P").used_ratio > 0.0);
         ob.close().await.unwrap();
     }
+
+    /// Beacons submitted through the task's `TxClient` and downlinks share one gate: the
+    /// beacons use up the 1 % budget of EU868's 868.0–868.6 MHz band, then a downlink there
+    /// is refused with DUTY_CYCLE_OVERFLOW.
+    #[tokio::test]
+    async fn beacons_and_downlinks_share_the_duty_cycle_ledger() {
+        use crate::poc::beacon::{plan, Window};
+        use crate::poc::PublicKey;
+        use std::time::SystemTime;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, _seen, ob) = task(dir.path(), vec![TxStatus::Ok; 1000]);
+        let client = t.tx_client();
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
+        let run = tokio::spawn(t.run(cmd_rx));
+        assert_eq!(
+            client.conducted_limit_dbm(868_100_000).await,
+            Ok(Some(14)),
+            "16.15 dBm EIRP − 2.15 dBi"
+        );
+        assert_eq!(client.conducted_limit_dbm(915_000_000).await, Ok(None));
+        let now = SystemTime::now();
+        let w = Window::containing(60, now).unwrap();
+        let mut sent = 0u32;
+        let refusal = loop {
+            let p = plan(
+                Region::by_name("EU868").unwrap(),
+                None,
+                &[sent as u8; 32],
+                &w,
+                &[1; 32],
+                &PublicKey([2; 32]),
+            )
+            .unwrap();
+            match client
+                .send(now, p.tx_request(13, TxTiming::Immediate))
+                .await
+            {
+                Ok((TxStatus::Ok, v)) => {
+                    assert_eq!(v.band.name, "M", "868.0–868.6 MHz, 1 %");
+                    sent += 1;
+                }
+                Err(e) => break e,
+                Ok(other) => panic!("unexpected {other:?}"),
+            }
+            assert!(sent < 1000, "the duty cycle must stop the beacons");
+        };
+        // 36 s per hour / 246.784 ms per beacon.
+        assert_eq!(sent, 145);
+        assert!(
+            matches!(
+                refusal,
+                crate::downlink::TxClientError::Gate(crate::guard::SendError::Refused(
+                    crate::guard::Refusal::DutyCycleExceeded { .. }
+                ))
+            ),
+            "{refusal}"
+        );
+        // What is left (36 s − 145 × 246.784 ms ≈ 216 ms) is less than an SF12 downlink.
+        let mut f = rx1_rx2(1000);
+        f.items = vec![item(
+            868_100_000,
+            12,
+            14,
+            delay(Duration::from_secs(1)),
+            1000,
+        )];
+        cmd_tx
+            .send(crate::mqtt::Command {
+                kind: "down".into(),
+                payload: f.encode_to_vec(),
+            })
+            .await
+            .unwrap();
+        let stored = tokio::time::timeout(Duration::from_secs(10), ob.next(10))
+            .await
+            .expect("the ack is stored")
+            .unwrap();
+        assert_eq!(stored.len(), 1, "the downlink's ack");
+        let ack = gw::DownlinkTxAck::decode(stored[0].payload.as_slice()).unwrap();
+        assert_eq!(ack.items[0].status(), gw::TxAckStatus::DutyCycleOverflow);
+        drop(client);
+        drop(cmd_tx);
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the task ends when both inputs close")
+            .unwrap();
+        ob.close().await.unwrap();
+    }
 }

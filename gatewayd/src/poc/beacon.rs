@@ -25,6 +25,8 @@ pub const FRAME_LEN: usize = 2 + BODY_LEN;
 pub const MAX_BEACON_AIRTIME: Duration = DWELL_TIME_LIMIT;
 /// Default window length: 6 h.
 pub const DEFAULT_WINDOW_S: u32 = 21_600;
+/// Shortest window length (test networks; production networks use hours).
+pub const MIN_WINDOW_S: u32 = 10;
 /// Margin kept free at both ends of a window.
 pub const WINDOW_MARGIN: Duration = Duration::from_secs(1);
 
@@ -33,8 +35,8 @@ const DOMAIN: &[u8] = b"gatewayd-poc-beacon-v1";
 /// Why no beacon can be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BeaconError {
-    /// The window length does not divide a day or is shorter than a minute.
-    #[error("beacon window of {0} s: must be ≥ 60 s and divide 86400 s")]
+    /// The window length does not divide a day or is shorter than [`MIN_WINDOW_S`].
+    #[error("beacon window of {0} s: must be ≥ 10 s and divide 86400 s")]
     BadWindow(u32),
     /// The region (with this sub-band) has no channel for beacons.
     #[error("{region}: no beacon channel (sub-band {sub_band:?})")]
@@ -59,9 +61,9 @@ pub struct Window {
 }
 
 impl Window {
-    /// Whether `len_s` is a valid window length (≥ 60 s, divides a day).
+    /// Whether `len_s` is a valid window length (≥ [`MIN_WINDOW_S`], divides a day).
     pub fn valid_len(len_s: u32) -> bool {
-        len_s >= 60 && 86_400 % len_s == 0
+        len_s >= MIN_WINDOW_S && 86_400 % len_s == 0
     }
 
     /// The window of length `len_s` containing `t`.
@@ -282,9 +284,12 @@ pub fn plan(
 /// The beacon's conducted power (§5.4): the guard's limit at `freq_hz`, capped by the
 /// radio's maximum; `None` when the guard has no limit there (not a channel of the region).
 pub fn power_dbm(guard: &crate::guard::Guard, freq_hz: u64, radio_max_dbm: i8) -> Option<i8> {
-    guard
-        .conducted_limit_dbm(freq_hz)
-        .map(|limit| limit.min(radio_max_dbm))
+    power_from_limit(guard.conducted_limit_dbm(freq_hz), radio_max_dbm)
+}
+
+/// [`power_dbm`] from the guard's conducted limit (as a `TxClient` answers it).
+pub fn power_from_limit(conducted_limit_dbm: Option<i8>, radio_max_dbm: i8) -> Option<i8> {
+    conducted_limit_dbm.map(|limit| limit.min(radio_max_dbm))
 }
 
 impl BeaconPlan {

@@ -32,7 +32,7 @@ impl EntropyCommand {
         if !Window::valid_len(len_s) {
             return Err(bad(
                 "window length",
-                format!("{len_s} s (must be ≥ 60 and divide 86400)"),
+                format!("{len_s} s (must be ≥ 10 and divide 86400)"),
             ));
         }
         Ok(EntropyCommand {

@@ -16,9 +16,13 @@
 //! - [`verify`]: the verifier and its verdicts.
 //! - [`commands`]: `gatewayd keys …` and `gatewayd poc verify`.
 //! - [`witness`]: witness detection over received frames, the report of a sent beacon.
+//! - [`scheduler`]: the pure beacon scheduler (one beacon per window, random instant).
+//! - [`beacon_task`]: the task that beacons through the guard and reports.
+//! - [`task`]: the witness task.
 //! - [`wire`]: byte-level pieces (locations, time sources, region codes, text lines).
 
 pub mod beacon;
+pub mod beacon_task;
 pub mod commands;
 pub mod entropy;
 pub mod identity;
@@ -27,6 +31,7 @@ pub mod receipt_order;
 pub mod receipt_state;
 pub mod receipt_task;
 pub mod report;
+pub mod scheduler;
 pub mod task;
 pub mod verify;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! The witness task: proprietary frames the pipeline kept aside are checked for other
 //! hotspots' beacons; each new one becomes a signed witness report stored in the outbox
 //! (class PoC, above uplinks) with its deadline as expiry, published on `event/witness`.
+//! The beacon task tells it the bodies of our own beacons, which are never witnessed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use drivers::radio::RxFrame;
 use tokio::sync::mpsc;
 
+use super::beacon::BODY_LEN;
 use super::identity::Signer;
 use super::report::{Body, Report};
 use super::witness::{unix_ms, WitnessDetector};
@@ -29,9 +31,11 @@ pub struct WitnessCounters {
 }
 
 /// Run until the frame channel closes; reports are valid for `validity` after they are made.
+/// `own` carries the bodies of our own beacons.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_witness(
     mut frames: mpsc::Receiver<RxFrame>,
+    mut own: mpsc::Receiver<[u8; BODY_LEN]>,
     mut detector: WitnessDetector,
     signer: Arc<dyn Signer + Send + Sync>,
     outbox: OutboxHandle,
@@ -40,7 +44,22 @@ pub async fn run_witness(
     counters: Arc<WitnessCounters>,
     validity: Duration,
 ) {
-    while let Some(frame) = frames.recv().await {
+    let mut own_open = true;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            body = own.recv(), if own_open => {
+                match body {
+                    Some(b) => detector.own_body(b),
+                    None => own_open = false,
+                }
+                continue;
+            }
+            frame = frames.recv() => match frame {
+                Some(f) => f,
+                None => return,
+            },
+        };
         let now = SystemTime::now();
         let Some(witness) = detector.observe(&frame, now, whereabouts.location()) else {
             log::debug!("poc: proprietary frame is not a new beacon");

@@ -45,6 +45,14 @@ fn deci(x: f64) -> i16 {
         .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
 }
 
+/// dB × 10, rounded down (a 0.0001 dB tolerance absorbs `f32` error: 2.1 stays 21) and
+/// clamped to `i16`.
+fn deci_floor(x: f64) -> i16 {
+    (x * 10.0 + 1e-3)
+        .floor()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16
+}
+
 /// The beacon report of a beacon the guard approved and the radio sent.
 #[allow(clippy::too_many_arguments)]
 pub fn beacon_report(
@@ -69,8 +77,10 @@ pub fn beacon_report(
         freq_hz: u32::try_from(plan.freq_hz).unwrap_or(u32::MAX),
         dr: plan.dr,
         power_dbm: approved_power_dbm,
-        antenna_gain_ddbi: deci(f64::from(guard.antenna_gain_dbi)),
-        cable_loss_ddb: deci(f64::from(guard.cable_loss_db)).max(0) as u16,
+        // Gain rounded down and loss up (to 0.1 dB): the claimed EIRP never exceeds what the
+        // guard let out, so it stays within the legal limit the verifier checks.
+        antenna_gain_ddbi: deci_floor(f64::from(guard.antenna_gain_dbi)),
+        cable_loss_ddb: (-deci_floor(-f64::from(guard.cable_loss_db))).max(0) as u16,
         location: location.map(Position::from),
     }
 }
@@ -111,7 +121,12 @@ impl WitnessDetector {
 
     /// Our own beacon went out: never witness it.
     pub fn own_beacon(&mut self, plan: &BeaconPlan) {
-        self.remember(plan.body);
+        self.own_body(plan.body);
+    }
+
+    /// Our own beacon's body (as the beacon task reports it): never witness it.
+    pub fn own_body(&mut self, body: [u8; BODY_LEN]) {
+        self.remember(body);
     }
 
     /// Whether `frame` is a PoC beacon at all (the pipeline keeps it out of the uplinks).
@@ -221,7 +236,11 @@ mod tests {
             14,
             Some(at(52.52, LocationSource::Gps)),
         );
-        assert_eq!((br.antenna_gain_ddbi, br.cable_loss_ddb), (22, 5));
+        assert_eq!(
+            (br.antenna_gain_ddbi, br.cable_loss_ddb),
+            (21, 5),
+            "2.15 dBi claimed as 2.1, 0.5 dB loss as 0.5"
+        );
         let mut own = WitnessDetector::new(eu868(), 2.15);
         own.own_beacon(&plan);
         let heard = rx(

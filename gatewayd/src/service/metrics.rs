@@ -106,6 +106,15 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         &u(s.last_beacon_age_seconds),
     );
     metric(
+        "gatewayd_beacons_skipped_total",
+        "counter",
+        "Beacon windows skipped since the daemon started, by reason.",
+        &s.beacons_skipped
+            .iter()
+            .map(|(r, n)| (format!("{{reason=\"{}\"}}", escape(r)), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    metric(
         "gatewayd_witnesses_total",
         "counter",
         "Witness reports created since the daemon started.",

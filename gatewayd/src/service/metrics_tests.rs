@@ -44,6 +44,11 @@ fn every_figure_has_a_conventional_name() {
     assert_eq!(m["gatewayd_uplinks_last_hour"], 17.0);
     assert_eq!(m["gatewayd_beacons_sent_total"], 3.0);
     assert_eq!(m["gatewayd_last_beacon_age_seconds"], 3600.0);
+    assert_eq!(
+        m["gatewayd_beacons_skipped_total{reason=\"no_entropy\"}"],
+        2.0
+    );
+    assert_eq!(m["gatewayd_beacons_skipped_total{reason=\"refused\"}"], 0.0);
     assert_eq!(m["gatewayd_witnesses_total"], 5.0);
     assert_eq!(m["gatewayd_duty_cycle_used_ratio{band=\"g1\"}"], 0.125);
     assert_eq!(m["gatewayd_dutycycle_used_seconds{band=\"g1\"}"], 4.5);

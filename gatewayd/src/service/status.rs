@@ -47,6 +47,8 @@ pub struct StatusSnapshot {
     pub beacons_sent_total: Option<u64>,
     /// Seconds since the last beacon was transmitted.
     pub last_beacon_age_seconds: Option<u64>,
+    /// Beacon windows skipped since start, by reason (`no_entropy`, `refused`, …).
+    pub beacons_skipped: std::collections::BTreeMap<String, u64>,
     /// Witness reports created since start.
     pub witnesses_total: Option<u64>,
     /// Seconds since the last witness report was created.
@@ -404,6 +406,26 @@ pub fn render(s: &StatusSnapshot) -> String {
         ),
     );
     row("last beacon", ago(s.last_beacon_age_seconds));
+    if s.beacons_sent_total.is_some() || !s.beacons_skipped.is_empty() {
+        let skipped: Vec<String> = s
+            .beacons_skipped
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        row(
+            "beacons",
+            format!(
+                "{} sent, skipped: {}",
+                num(s.beacons_sent_total),
+                if skipped.is_empty() {
+                    "none".to_owned()
+                } else {
+                    skipped.join(", ")
+                }
+            ),
+        );
+    }
     row("last witness", ago(s.last_witness_age_seconds));
     if let Some(n) = s.receipts_total {
         row(

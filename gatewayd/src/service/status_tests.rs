@@ -24,6 +24,9 @@ pub(crate) fn sample() -> StatusSnapshot {
         uplinks_last_hour: Some(17),
         beacons_sent_total: Some(3),
         last_beacon_age_seconds: Some(3600),
+        beacons_skipped: [("no_entropy".to_string(), 2), ("refused".to_string(), 0)]
+            .into_iter()
+            .collect(),
         witnesses_total: Some(5),
         last_witness_age_seconds: None,
         duty_cycle: vec![
@@ -125,6 +128,7 @@ fn human_view_shows_every_figure() {
         "42 messages, oldest 1m 15s ago",
         "17 in the last hour, 1234 since start",
         "last beacon     1h 0m ago",
+        "beacons         3 sent, skipped: no_entropy 2",
         "last witness    never",
         "g1 12.5% (4.5 of 36 s), K 50.0% (1.8 of 3.6 s)",
         "fix, 7 satellites, position from gps",
