@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chirpstack_api::gw;
@@ -17,49 +15,6 @@ use support::daemon::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 const DOWN: &str = "eu868/gateway/0102030405060708/command/down";
-
-/// An MQTT client that publishes commands as the network server would.
-struct Publisher {
-    client: rumqttc::Client,
-    stop: Arc<AtomicBool>,
-}
-
-impl Publisher {
-    fn connect(port: u16) -> Publisher {
-        let opts = rumqttc::MqttOptions::new(
-            format!("test-ns-{}", rand::random::<u32>()),
-            "127.0.0.1",
-            port,
-        );
-        let (client, mut conn) = rumqttc::Client::new(opts, 16);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            for event in conn.iter() {
-                if s.load(Ordering::Relaxed) {
-                    break;
-                }
-                if event.is_err() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        });
-        Publisher { client, stop }
-    }
-
-    fn publish(&self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-            .expect("publish");
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.client.disconnect();
-    }
-}
 
 /// A running setup: broker, daemon, a forwarder whose PULL_DATA set the downlink route, the
 /// network server's subscriber (all of the gateway's topics) and publisher.

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chirpstack_api::gw;
@@ -41,49 +39,6 @@ fn sf12_airtime_us(payload_len: u64) -> u64 {
     let payload_symbols = 8 + num.div_ceil(den) * (cr + 4);
     // (preamble + 4.25) symbols, in quarter symbols to stay exact.
     ((4 * preamble + 17) * t_sym_us) / 4 + payload_symbols * t_sym_us
-}
-
-/// An MQTT client that publishes commands as the network server would.
-struct Publisher {
-    client: rumqttc::Client,
-    stop: Arc<AtomicBool>,
-}
-
-impl Publisher {
-    fn connect(port: u16) -> Publisher {
-        let opts = rumqttc::MqttOptions::new(
-            format!("test-ns-{}", rand::random::<u32>()),
-            "127.0.0.1",
-            port,
-        );
-        let (client, mut conn) = rumqttc::Client::new(opts, 16);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            for event in conn.iter() {
-                if s.load(Ordering::Relaxed) {
-                    break;
-                }
-                if event.is_err() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        });
-        Publisher { client, stop }
-    }
-
-    fn publish(&self, payload: Vec<u8>) {
-        self.client
-            .publish(DOWN, rumqttc::QoS::AtLeastOnce, false, payload)
-            .expect("publish");
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.client.disconnect();
-    }
 }
 
 /// A Class C downlink of `PHY_LEN` bytes at `freq`, SF12, 14 dBm EIRP, no CRC.
@@ -178,7 +133,7 @@ fn send(
     id: u32,
     freq: u32,
 ) -> gw::TxAckStatus {
-    ns.publish(class_c(id, freq));
+    ns.publish(DOWN, class_c(id, freq));
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = acked(sub, id) {

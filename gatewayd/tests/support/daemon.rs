@@ -17,6 +17,8 @@ use chirpstack_api::prost::Message as _;
 #[allow(unused_imports)]
 pub use super::broker::{free_port, Mosquitto};
 pub use super::mosquitto::Received;
+#[allow(unused_imports)]
+pub use super::publisher::Publisher;
 
 /// The gateway EUI the tests' packet forwarder announces.
 pub const GATEWAY: [u8; 8] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];

@@ -7,3 +7,4 @@
 pub mod broker;
 pub mod daemon;
 pub mod mosquitto;
+pub mod publisher;
