@@ -159,7 +159,10 @@ fn witness_reports_survive_a_broker_outage_and_a_kill9() {
         witness_reports(&sub).len() >= 2
     });
     let reports = witness_reports(&sub);
-    let mut v = Verifier::new(Policy::default());
+    let mut v = Verifier::new(Policy {
+        min_window_s: WINDOW_S,
+        ..Policy::default()
+    });
     v.add_entropy(window, ENTROPY);
     let mut batch: Vec<Vec<u8>> = beaconers
         .iter()

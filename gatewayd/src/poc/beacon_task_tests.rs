@@ -160,6 +160,7 @@ async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
     assert!(b.location.is_some());
     let mut v = Verifier::new(Policy {
         require_entropy: true,
+        min_window_s: 60,
         ..Policy::default()
     });
     v.add_entropy(window, [5; 32]);
