@@ -315,6 +315,9 @@ pub struct RadioCapabilities {
     pub gps_timed_tx: bool,
     /// Number of channels the backend receives at once (1 for an SPI transceiver).
     pub rx_channels: u32,
+    /// Highest conducted power the backend transmits at, dBm, when it knows it (the chip's
+    /// or board's maximum); `None` when it does not (a packet forwarder, a simulation).
+    pub max_tx_power_dbm: Option<i8>,
 }
 
 /// Why a transmission could not even be handed to the backend.

@@ -86,6 +86,11 @@ pub enum PocCommand {
         /// Reject beacons whose window's entropy was not given.
         #[arg(long)]
         require_entropy: bool,
+        /// Reject beacons from windows shorter than this, s (default: the production minimum
+        /// 3600; a test network with shorter windows sets its own, at least 10).
+        #[arg(long, default_value_t = crate::poc::verify::PRODUCTION_MIN_WINDOW_S,
+              value_parser = clap::value_parser!(u32).range(10..))]
+        min_window_secs: u32,
         /// Verify as if received at this Unix time in ms (default: now).
         #[arg(long)]
         at_ms: Option<u64>,

@@ -60,6 +60,7 @@ pub fn poc(command: PocCommand) -> ExitCode {
         files,
         entropy,
         require_entropy,
+        min_window_secs,
         at_ms,
     } = command;
     let mut inputs = Vec::new();
@@ -81,6 +82,7 @@ pub fn poc(command: PocCommand) -> ExitCode {
     }
     let policy = Policy {
         require_entropy,
+        min_window_s: min_window_secs,
         ..Policy::default()
     };
     let at = at_ms.unwrap_or_else(now_ms);

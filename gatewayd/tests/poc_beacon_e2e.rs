@@ -466,6 +466,7 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
         .collect();
     let mut verifier = Verifier::new(Policy {
         require_entropy: true,
+        min_window_s: WINDOW_S,
         ..Policy::default()
     });
     let ids: Vec<u64> = windows.lock().unwrap().iter().copied().collect();
@@ -494,7 +495,8 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
 
     // The same batch through `gatewayd poc verify` (hex lines on stdin).
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatewayd"));
-    cmd.args(["poc", "verify", "--require-entropy"]);
+    cmd.args(["poc", "verify", "--require-entropy"])
+        .arg(format!("--min-window-secs={WINDOW_S}"));
     for id in &ids {
         let hex: String = entropy_of(*id).iter().map(|b| format!("{b:02x}")).collect();
         cmd.arg("--entropy").arg(format!("{WINDOW_S}:{id}:{hex}"));

@@ -1,7 +1,8 @@
 //! Durability of PoC reports through the real daemon: witness reports made while the broker
-//! is down survive a `kill -9` and arrive (and verify) once it is back; with a short
-//! `[poc] report_validity_secs`, reports that expire during the outage are dropped unsent
-//! and counted per outbox class in status and metrics.
+//! is down survive a `kill -9` and arrive (and verify) once it is back; so does the signed
+//! report of a beacon the daemon sent (through the test's packet forwarder, which answers
+//! TX_ACK) during the outage; with a short `[poc] report_validity_secs`, reports that expire
+//! during the outage are dropped unsent and counted per outbox class in status and metrics.
 
 mod support;
 
@@ -9,7 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
-use gatewayd::poc::beacon::{plan, BeaconPlan, Window};
+use gatewayd::poc::beacon::{parse_frame, plan, BeaconPlan, Window};
+use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::report::BeaconReport;
 use gatewayd::poc::verify::{Policy, Verifier};
@@ -159,7 +161,10 @@ fn witness_reports_survive_a_broker_outage_and_a_kill9() {
         witness_reports(&sub).len() >= 2
     });
     let reports = witness_reports(&sub);
-    let mut v = Verifier::new(Policy::default());
+    let mut v = Verifier::new(Policy {
+        min_window_s: WINDOW_S,
+        ..Policy::default()
+    });
     v.add_entropy(window, ENTROPY);
     let mut batch: Vec<Vec<u8>> = beaconers
         .iter()
@@ -265,4 +270,206 @@ fn http_get(addr: &str) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
+}
+
+/// Publishes as the network would (QoS 1), from its own MQTT client.
+struct Network {
+    client: rumqttc::Client,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Network {
+    fn connect(port: u16) -> Network {
+        let opts = rumqttc::MqttOptions::new(
+            format!("test-network-{}", rand::random::<u32>()),
+            "127.0.0.1",
+            port,
+        );
+        let (client, mut conn) = rumqttc::Client::new(opts, 16);
+        let thread = std::thread::spawn(move || {
+            // Ends on the first error (the disconnect on drop, or the broker going away).
+            for event in conn.iter() {
+                if event.is_err() {
+                    return;
+                }
+            }
+        });
+        Network {
+            client,
+            thread: Some(thread),
+        }
+    }
+
+    fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .expect("publish");
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The packet forwarder's side of a transmission: a PULL_RESP within `wait` (PULL_DATA
+/// keep-alives every 2 s meanwhile, as a forwarder sends them), answered with a successful
+/// v2 TX_ACK; its txpk.
+fn transmit(pf: &Forwarder, wait: Duration) -> Option<serde_json::Value> {
+    let deadline = Instant::now() + wait;
+    let mut next_pull = Instant::now();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        if Instant::now() >= next_pull {
+            let mut d = vec![2, 0x12, 0x34, 2];
+            d.extend_from_slice(&GATEWAY);
+            pf.send_raw(&d);
+            next_pull = Instant::now() + Duration::from_secs(2);
+        }
+        pf.sock
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .ok();
+        if let Ok(n) = pf.sock.recv(&mut buf) {
+            if n > 4 && buf[3] == 3 {
+                let mut ack = vec![2, buf[1], buf[2], 5];
+                ack.extend_from_slice(&GATEWAY);
+                pf.send_raw(&ack);
+                let v: serde_json::Value = serde_json::from_slice(&buf[4..n]).expect("txpk");
+                return Some(v["txpk"].clone());
+            }
+        }
+    }
+    None
+}
+
+fn beacon_reports(sub: &Subscriber) -> Vec<Vec<u8>> {
+    sub.all()
+        .into_iter()
+        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/event/beacon"))
+        .map(|r| r.payload)
+        .collect()
+}
+
+#[test]
+fn beacon_reports_survive_a_broker_outage_and_a_kill9() {
+    const SHORT_WINDOW_S: u32 = 10;
+    let mut broker = Mosquitto::start_persistent();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/#");
+    let mut daemon = Daemon::start(
+        broker.port(),
+        &format!("{LOCATION}[poc]\nwindow_secs = {SHORT_WINDOW_S}\n"),
+    );
+    let pf = Forwarder::new(daemon.udp_port);
+    assert!(pf.pull_data(WAIT), "PULL_ACK");
+    wait_for("the daemon online on MQTT", WAIT, || {
+        sub.all().iter().any(|r| r.topic.ends_with("/state/conn"))
+    });
+
+    // The network's entropy for this window and the next three (the daemon keeps four),
+    // delivered before the outage: the daemon logs each one it accepts.
+    let first = Window::containing(SHORT_WINDOW_S, SystemTime::now()).unwrap();
+    let windows: Vec<Window> = std::iter::successors(Some(first), |w| Some(w.next()))
+        .take(4)
+        .collect();
+    let entropy_of = |w: &Window| [w.id as u8 ^ 0x5a; 32];
+    let network = Network::connect(broker.port());
+    for w in &windows {
+        let payload = EntropyCommand {
+            window: *w,
+            entropy: entropy_of(w),
+        }
+        .encode();
+        network.publish(
+            &format!("eu868/gateway/{GATEWAY_ID}/command/poc_entropy"),
+            payload,
+        );
+    }
+    let last = windows[3].id;
+    wait_for("the entropy delivered", WAIT, || {
+        daemon.log().contains(&format!(
+            "poc: entropy for window {last} of {SHORT_WINDOW_S} s"
+        ))
+    });
+    drop(network);
+    broker.stop();
+    // [poc] radio_max_power_dbm unset and a packet forwarder (its board unknown): 14 dBm.
+    assert!(
+        daemon.log().contains("(radio max 14 dBm)"),
+        "{}",
+        daemon.log()
+    );
+
+    // A beacon goes out while the broker is down; its report is stored.
+    let before = status_json(&daemon)["outbox_messages"]
+        .as_u64()
+        .unwrap_or(0);
+    let txpk = transmit(&pf, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no beacon PULL_RESP:\n{}", daemon.log()));
+    assert_eq!(txpk["imme"], true, "{txpk}");
+    let frame = base64::engine::general_purpose::STANDARD
+        .decode(txpk["data"].as_str().expect("txpk data"))
+        .unwrap();
+    let body = parse_frame(&frame).expect("a v1 beacon frame");
+    wait_for("the beacon report stored", WAIT, || {
+        let s = status_json(&daemon);
+        s["beacons_sent_total"] == 1 && s["outbox_messages"].as_u64() > Some(before)
+    });
+    assert_eq!(status_json(&daemon)["mqtt"]["connected"], false);
+    assert!(beacon_reports(&sub).is_empty());
+
+    daemon.kill9();
+    daemon.spawn();
+    broker.restart();
+    assert!(pf.pull_data(WAIT), "PULL_ACK after the restart");
+
+    wait_for("the beacon report on event/beacon", WAIT, || {
+        !beacon_reports(&sub).is_empty()
+    });
+    let reports = beacon_reports(&sub);
+    assert!(
+        reports.iter().all(|r| *r == reports[0]),
+        "one report (at least once: copies are identical)"
+    );
+    let signed = SignedReport::decode(&reports[0]).unwrap();
+    let Body::Beacon(b) = &signed.report.body else {
+        panic!("a beacon report");
+    };
+    assert!(windows.contains(&b.window), "window {:?}", b.window);
+    assert!(
+        (b.freq_hz as f64 / 1e6 - txpk["freq"].as_f64().unwrap()).abs() < 1e-6,
+        "reported {} Hz, sent {txpk}",
+        b.freq_hz
+    );
+    assert_eq!(i64::from(b.power_dbm), txpk["powe"].as_i64().unwrap());
+    // The frame on air is the one the verifier recomputes from the report.
+    let recomputed = plan(
+        b.region,
+        b.sub_band,
+        &b.network_entropy,
+        &b.window,
+        &b.local_entropy,
+        &signed.report.key,
+    )
+    .unwrap();
+    assert_eq!(recomputed.body, body);
+
+    let mut v = Verifier::new(Policy {
+        require_entropy: true,
+        min_window_s: SHORT_WINDOW_S,
+        ..Policy::default()
+    });
+    for w in &windows {
+        v.add_entropy(*w, entropy_of(w));
+    }
+    assert_eq!(
+        v.verify(&reports[0], unix_ms(SystemTime::now())),
+        Ok(Kind::Beacon),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(expired(&status_json(&daemon), "poc"), Some(0));
 }

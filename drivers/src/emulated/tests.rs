@@ -88,6 +88,23 @@ fn downlink(timing: TxTiming) -> TxRequest {
 }
 
 #[tokio::test]
+async fn capabilities_carry_the_chip_or_configured_maximum_power() {
+    // The SX1262's own maximum by default, the configured cap when there is one.
+    let (_air, radio, stop) = start().await;
+    assert_eq!(radio.capabilities.max_tx_power_dbm, Some(22));
+    stop.cancel();
+    let mut capped = settings();
+    capped.tx_power_max_dbm = 17;
+    let air = EmulatedAir::new();
+    let stop = CancellationToken::new();
+    let radio = spawn(capped, EmulatedHardware::new(&air), stop.clone())
+        .await
+        .unwrap();
+    assert_eq!(radio.capabilities.max_tx_power_dbm, Some(17));
+    stop.cancel();
+}
+
+#[tokio::test]
 async fn received_frames_carry_chip_metadata() {
     let (air, mut radio, stop) = start().await;
     up(&air, &mut radio).await;

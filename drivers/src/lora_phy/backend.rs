@@ -54,6 +54,7 @@ pub async fn spawn<H: LoraHardware>(
     let (events_tx, events) = mpsc::channel(256);
     let (control, commands) = RadioControl::channel(32);
     let (started_tx, started_rx) = oneshot::channel::<Result<(), String>>();
+    let max_tx_power_dbm = settings.tx_power_max_dbm;
     std::thread::Builder::new()
         .name("lora-phy".into())
         .spawn(move || {
@@ -82,6 +83,7 @@ pub async fn spawn<H: LoraHardware>(
             lbt: false,
             gps_timed_tx: false,
             rx_channels: 1,
+            max_tx_power_dbm: Some(max_tx_power_dbm),
         },
     })
 }

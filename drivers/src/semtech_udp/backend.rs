@@ -136,6 +136,8 @@ pub async fn spawn(
             lbt: false,
             gps_timed_tx: true,
             rx_channels: 8,
+            // The packet forwarder's board is unknown here.
+            max_tx_power_dbm: None,
         },
     };
     Ok((

@@ -41,6 +41,7 @@ async fn start(tx_ack_timeout: Duration) -> Fixture {
     ));
     assert!(radio.capabilities.gps_timed_tx && !radio.capabilities.lbt);
     assert_eq!(radio.capabilities.rx_channels, 8);
+    assert_eq!(radio.capabilities.max_tx_power_dbm, None);
     let fwd = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     fwd.connect(handle.local_addr()).await.unwrap();
     Fixture {

@@ -169,6 +169,7 @@ pub async fn spawn(config: SimRadioConfig, shutdown: CancellationToken) -> Resul
             lbt: false,
             gps_timed_tx: false,
             rx_channels: 8,
+            max_tx_power_dbm: None,
         },
     })
 }

@@ -15,7 +15,7 @@ use crate::poc::beacon::{Window, DEFAULT_WINDOW_S, MIN_WINDOW_S};
 pub struct RawPoc {
     pub enabled: bool,
     pub window_secs: u32,
-    pub radio_max_power_dbm: i8,
+    pub radio_max_power_dbm: Option<i8>,
     pub report_validity_secs: u64,
     pub receipt_interval_secs: u64,
 }
@@ -25,7 +25,7 @@ impl Default for RawPoc {
         RawPoc {
             enabled: true,
             window_secs: DEFAULT_WINDOW_S,
-            radio_max_power_dbm: 14,
+            radio_max_power_dbm: None,
             report_validity_secs: 3600,
             receipt_interval_secs: 3600,
         }
@@ -39,13 +39,33 @@ pub struct PocConfig {
     pub enabled: bool,
     /// Window length in seconds: ≥ 10, divides 86400.
     pub window_secs: u32,
-    /// The radio's maximum conducted power, dBm (the guard's limit applies on top).
-    pub radio_max_power_dbm: i8,
+    /// The radio's maximum conducted power as configured, dBm (the guard's limit applies on
+    /// top); `None`: the radio backend's own maximum (see [`PocConfig::beacon_max_power_dbm`]).
+    pub radio_max_power_dbm: Option<i8>,
     /// How long a beacon or witness report or a receipt is valid (its deadline; the outbox
     /// drops it unsent after that).
     pub report_validity: Duration,
     /// Period of data-transfer receipts.
     pub receipt_interval: Duration,
+}
+
+/// Beacon power cap when neither `[poc] radio_max_power_dbm` nor the radio backend gives
+/// one, dBm (every common LoRa chip reaches it).
+pub const FALLBACK_RADIO_MAX_POWER_DBM: i8 = 14;
+
+impl PocConfig {
+    /// The beacon's conducted power cap, dBm: the configured `radio_max_power_dbm`, else the
+    /// backend's own maximum (`backend_max_dbm`, from `RadioCapabilities::max_tx_power_dbm`),
+    /// else [`FALLBACK_RADIO_MAX_POWER_DBM`]. A configured value above what the backend can do
+    /// is lowered to the backend's maximum (a beacon report never claims more than was sent).
+    pub fn beacon_max_power_dbm(&self, backend_max_dbm: Option<i8>) -> i8 {
+        match (self.radio_max_power_dbm, backend_max_dbm) {
+            (Some(configured), Some(backend)) => configured.min(backend),
+            (Some(configured), None) => configured,
+            (None, Some(backend)) => backend,
+            (None, None) => FALLBACK_RADIO_MAX_POWER_DBM,
+        }
+    }
 }
 
 /// Validate `[poc]`; errors name `file` and the key.
@@ -64,10 +84,10 @@ pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigEr
             ),
         ));
     }
-    if !(-10..=30).contains(&raw.radio_max_power_dbm) {
+    if let Some(dbm) = raw.radio_max_power_dbm.filter(|d| !(-10..=30).contains(d)) {
         return Err(invalid(
             "poc.radio_max_power_dbm",
-            format!("{} dBm: must be within -10..=30", raw.radio_max_power_dbm),
+            format!("{dbm} dBm: must be within -10..=30 (or unset: the radio's own maximum)"),
         ));
     }
     if !(1..=3600).contains(&raw.report_validity_secs) {
@@ -109,7 +129,7 @@ mod tests {
         let c = load("").unwrap();
         assert!(c.poc.enabled);
         assert_eq!(c.poc.window_secs, 21_600);
-        assert_eq!(c.poc.radio_max_power_dbm, 14);
+        assert_eq!(c.poc.radio_max_power_dbm, None, "unset: the radio's own");
         assert_eq!(c.poc.report_validity.as_secs(), 3600);
         assert_eq!(c.poc.receipt_interval.as_secs(), 3600);
         let c = load("[poc]\nreceipt_interval_secs = 60\nreport_validity_secs = 5\n").unwrap();
@@ -120,7 +140,10 @@ mod tests {
         )
         .unwrap();
         assert!(!c.poc.enabled);
-        assert_eq!((c.poc.window_secs, c.poc.radio_max_power_dbm), (10, 20));
+        assert_eq!(
+            (c.poc.window_secs, c.poc.radio_max_power_dbm),
+            (10, Some(20))
+        );
         assert_eq!(c.poc.report_validity.as_secs(), 600);
     }
 
@@ -159,5 +182,35 @@ mod tests {
         assert!(e.contains("poc.window"), "unknown key named: {e}");
         let e = load("[poc]\nradio_max_power_dbm = 300\n").unwrap_err();
         assert!(e.contains("poc.radio_max_power_dbm"), "{e}");
+        let e = load("[poc]\nradio_max_power_dbm = \"max\"\n").unwrap_err();
+        assert!(
+            e.contains("/etc/gatewayd/gatewayd.toml") && e.contains("poc.radio_max_power_dbm"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn beacon_power_cap_from_config_backend_or_fallback() {
+        let unset = load("").unwrap().poc;
+        // Unset: the backend's maximum (an SX1262 board: 22; a PA_BOOST SX127x: 20), else 14.
+        assert_eq!(unset.beacon_max_power_dbm(Some(22)), 22);
+        assert_eq!(unset.beacon_max_power_dbm(Some(20)), 20);
+        assert_eq!(unset.beacon_max_power_dbm(None), 14);
+        let set = load("[poc]\nradio_max_power_dbm = 17\n").unwrap().poc;
+        assert_eq!(
+            set.beacon_max_power_dbm(None),
+            17,
+            "packet forwarder: as configured"
+        );
+        assert_eq!(
+            set.beacon_max_power_dbm(Some(22)),
+            17,
+            "configured below the chip"
+        );
+        assert_eq!(
+            set.beacon_max_power_dbm(Some(15)),
+            15,
+            "never above the chip (SX1261)"
+        );
     }
 }

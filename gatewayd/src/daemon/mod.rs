@@ -229,6 +229,7 @@ async fn run_with(
         };
         drivers::gps::spawn(cfg, radio_token.clone())
     });
+    let radio_max_dbm = radio.capabilities.max_tx_power_dbm;
     let gate = match tx_gate(&config, radio.control, radio.capabilities.lbt) {
         Ok(g) => g,
         Err(e) => {
@@ -442,6 +443,7 @@ async fn run_with(
             state.whereabouts.clone(),
             downlink.tx_client(),
             own_tx,
+            radio_max_dbm,
             radio_token.clone(),
         );
         state.set_beacon_counters(beacon_counters);

@@ -30,6 +30,7 @@ pub(super) fn spawn_beacon(
     whereabouts: Whereabouts,
     tx: TxClient,
     own_beacons: mpsc::Sender<[u8; BODY_LEN]>,
+    backend_max_dbm: Option<i8>,
     shutdown: CancellationToken,
 ) -> BeaconWiring {
     if !config.poc.enabled {
@@ -41,7 +42,7 @@ pub(super) fn spawn_beacon(
     };
     let settings = BeaconSettings {
         window_len_s: config.poc.window_secs,
-        radio_max_dbm: config.poc.radio_max_power_dbm,
+        radio_max_dbm: config.poc.beacon_max_power_dbm(backend_max_dbm),
         validity: config.poc.report_validity,
         region,
         guard: config.gateway.guard.clone(),

@@ -20,8 +20,7 @@ use super::entropy::{EntropyBook, EntropyCommand};
 use super::identity::Signer;
 use super::report::{Body, Report};
 use super::scheduler::{Scheduler, SkipReason, Step};
-use super::wire::TimeSource;
-use super::witness::{beacon_report, unix_ms};
+use super::witness::{beacon_report, stamp, unix_ms};
 use crate::downlink::{TxClient, TxClientError};
 use crate::guard::{GuardConfig, SendError};
 use crate::outbox::{Class, NewMessage, OutboxHandle};
@@ -261,6 +260,8 @@ impl BeaconTask {
             .map_err(|_| SkipReason::NotSent)?;
         let power = beacon::power_from_limit(limit, s.radio_max_dbm).ok_or(SkipReason::Refused)?;
         let tx_time = SystemTime::now();
+        // The report's send time: GPS time while the hotspot has a fix, else the local clock.
+        let (report_time, time_source) = stamp(self.whereabouts.gps_time(Instant::now()), tx_time);
         let verdict = match self
             .tx
             .send(tx_time, plan.tx_request(power, TxTiming::Immediate))
@@ -283,7 +284,7 @@ impl BeaconTask {
                 return Err(SkipReason::NotSent);
             }
         };
-        let tx_ms = unix_ms(tx_time);
+        let tx_ms = unix_ms(report_time);
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
         self.counters.last_ms.store(tx_ms, Ordering::Relaxed);
         if let Some(own) = &self.own_beacons {
@@ -303,8 +304,8 @@ impl BeaconTask {
             &s.guard,
             network_entropy,
             local,
-            tx_time,
-            TimeSource::Local,
+            report_time,
+            time_source,
             verdict.power_dbm,
             location,
         );

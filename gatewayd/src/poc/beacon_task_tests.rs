@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use drivers::gps::{GpsState, GpsStatus, GpsTime};
 use drivers::radio::{RadioControl, TxRequest, TxStatus};
 
 use super::*;
@@ -13,6 +14,7 @@ use crate::guard::{DutyCycleLedger, Guard, TxGate};
 use crate::poc::beacon::parse_frame;
 use crate::poc::test_support::SeedSigner;
 use crate::poc::verify::{Policy, Verifier};
+use crate::poc::wire::TimeSource;
 use crate::poc::{Kind, SignedReport};
 
 const TOPIC: &str = "eu868/gateway/0102030405060708/event/beacon";
@@ -28,6 +30,16 @@ struct Rig {
 /// A beacon task in `region` (2.15 dBi antenna, radio max `max_dbm`) whose fake radio
 /// answers `answer` to every request.
 fn rig(region: &str, max_dbm: i8, answer: TxStatus) -> Rig {
+    rig_at(
+        region,
+        max_dbm,
+        answer,
+        Whereabouts::new(Some(berlin()), None),
+    )
+}
+
+/// [`rig`] with the hotspot's whereabouts (location and GPS).
+fn rig_at(region: &str, max_dbm: i8, answer: TxStatus, whereabouts: Whereabouts) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let region = Region::by_name(region).unwrap();
     let guard_cfg = GuardConfig {
@@ -81,7 +93,7 @@ fn rig(region: &str, max_dbm: i8, answer: TxStatus) -> Rig {
         Arc::new(SeedSigner::new(3)),
         outbox.clone(),
         tx,
-        Whereabouts::new(Some(berlin()), None),
+        whereabouts,
         Some(own_tx),
     )
     .unwrap();
@@ -148,6 +160,7 @@ async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
     assert!(b.location.is_some());
     let mut v = Verifier::new(Policy {
         require_entropy: true,
+        min_window_s: 60,
         ..Policy::default()
     });
     v.add_entropy(window, [5; 32]);
@@ -234,4 +247,79 @@ async fn skips_are_counted_by_reason() {
     assert_eq!(by["no_position"], 0);
     assert_eq!(by.len(), SkipReason::ALL.len());
     r.outbox.close().await.unwrap();
+}
+
+/// A GPS whose clock reads `utc` now, with `status`.
+fn gps(status: GpsStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsState> {
+    let now = Instant::now();
+    let state = GpsState {
+        status,
+        position: Some(drivers::gps::Position {
+            latitude: 52.52,
+            longitude: 13.405,
+            altitude: Some(40.0),
+            satellites: Some(9),
+            hdop: Some(0.9),
+        }),
+        time: Some(GpsTime { utc, observed: now }),
+        last_sentence: Some(now),
+    };
+    tokio::sync::watch::channel(state).1
+}
+
+/// The beacon report the task stored for one beacon (sent through `r`).
+async fn sent_report(r: &mut Rig) -> crate::poc::report::BeaconReport {
+    let window = Window::containing(60, SystemTime::now()).unwrap();
+    r.task.beacon(window, [5; 32], location()).await.unwrap();
+    r.radio.recv().await.unwrap();
+    let stored = r.outbox.next(10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let signed = SignedReport::decode(&stored[0].payload).unwrap();
+    let Body::Beacon(b) = signed.report.body else {
+        panic!("a beacon report");
+    };
+    b
+}
+
+#[tokio::test]
+async fn with_a_gps_fix_the_report_is_gps_timed() {
+    // The GPS clock is a day ahead of the local one, so the two cannot be confused.
+    let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
+    let mut r = rig_at(
+        "EU868",
+        14,
+        TxStatus::Ok,
+        Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Fix, gps_utc))),
+    );
+    let b = sent_report(&mut r).await;
+    assert_eq!(b.time_source, TimeSource::Gps);
+    let gps_ms = unix_ms(gps_utc);
+    assert!(
+        (gps_ms..gps_ms + 10_000).contains(&b.tx_time_ms),
+        "send time {} ms from the GPS clock at {} ms",
+        b.tx_time_ms,
+        gps_ms
+    );
+    r.outbox.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_fix_the_report_is_local_clock_timed() {
+    let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
+    for whereabouts in [
+        Whereabouts::new(Some(berlin()), None),
+        Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Stale, gps_utc))),
+    ] {
+        let mut r = rig_at("EU868", 14, TxStatus::Ok, whereabouts);
+        let before = unix_ms(SystemTime::now());
+        let b = sent_report(&mut r).await;
+        let after = unix_ms(SystemTime::now());
+        assert_eq!(b.time_source, TimeSource::Local);
+        assert!(
+            (before..=after).contains(&b.tx_time_ms),
+            "send time {} ms from the local clock [{before}, {after}]",
+            b.tx_time_ms
+        );
+        r.outbox.close().await.unwrap();
+    }
 }

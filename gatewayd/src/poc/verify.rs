@@ -16,6 +16,10 @@ use super::wire::{CodecError, Position};
 /// Speed of light, m/s.
 const C: f64 = 299_792_458.0;
 
+/// Shortest beacon window a production verifier accepts, s (docs/proof-of-coverage.md §4:
+/// shorter windows are for test networks).
+pub const PRODUCTION_MIN_WINDOW_S: u32 = 3600;
+
 /// The verifier's thresholds (defaults as in the protocol document).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -37,6 +41,9 @@ pub struct Policy {
     pub local_time_slack: Duration,
     /// Reject beacons whose window's entropy the verifier was not given.
     pub require_entropy: bool,
+    /// Shortest beacon window accepted, s (default [`PRODUCTION_MIN_WINDOW_S`]; test
+    /// networks with shorter windows set it lower, down to `beacon::MIN_WINDOW_S`).
+    pub min_window_s: u32,
 }
 
 impl Default for Policy {
@@ -51,6 +58,7 @@ impl Default for Policy {
             gps_time_tolerance: Duration::from_secs(2),
             local_time_slack: Duration::from_secs(60),
             require_entropy: false,
+            min_window_s: PRODUCTION_MIN_WINDOW_S,
         }
     }
 }
@@ -88,6 +96,14 @@ pub enum Reason {
     /// Window length not valid or tx time outside the window.
     #[error("window: {0}")]
     WindowMismatch(String),
+    /// The window is shorter than the policy's minimum (a test-network window).
+    #[error("window of {len_s} s is shorter than this verifier's minimum of {min_s} s (windows that short are for test networks)")]
+    WindowTooShort {
+        /// The beacon's window length, s.
+        len_s: u32,
+        /// The policy's minimum, s.
+        min_s: u32,
+    },
     /// The verifier does not know this window's entropy (and requires it).
     #[error("no network entropy known for window {0}")]
     EntropyUnknown(u64),
@@ -361,6 +377,12 @@ impl Verifier {
                 "length {} s is not valid",
                 w.len_s
             )));
+        }
+        if w.len_s < self.policy.min_window_s {
+            return Err(Reason::WindowTooShort {
+                len_s: w.len_s,
+                min_s: self.policy.min_window_s,
+            });
         }
         if !w.contains_ms(b.tx_time_ms) {
             return Err(Reason::WindowMismatch(format!(

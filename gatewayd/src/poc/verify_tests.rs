@@ -402,3 +402,63 @@ fn a_receipt_whose_uplinks_did_not_all_arrive_fails_but_the_next_one_links() {
     let r2 = signed(&s, Body::Receipt(second), 3_000);
     assert_eq!(v.verify(r2.bytes(), 3_500), Ok(Kind::Receipt));
 }
+
+/// A valid beacon report of `signer` in the window of `len_s` containing [`tx_time_ms`].
+fn beacon_in(signer: &SeedSigner, len_s: u32) -> BeaconReport {
+    let window = Window {
+        len_s,
+        id: tx_time_ms() / (u64::from(len_s) * 1000),
+    };
+    let plan = beacon::plan(
+        eu868(),
+        None,
+        &ENTROPY,
+        &window,
+        &LOCAL,
+        &signer.public_key(),
+    )
+    .unwrap();
+    BeaconReport {
+        window,
+        freq_hz: plan.freq_hz as u32,
+        dr: plan.dr,
+        ..beacon(signer)
+    }
+}
+
+#[test]
+fn windows_below_the_policy_minimum_are_rejected() {
+    let b = SeedSigner::new(1);
+    // The production default: an hour and more pass, a test network's 10 s and 60 s do not.
+    assert_eq!(Policy::default().min_window_s, PRODUCTION_MIN_WINDOW_S);
+    for len_s in [10, 60, 1800] {
+        let r = signed(&b, Body::Beacon(beacon_in(&b, len_s)), tx_time_ms() + 1000);
+        let err = Verifier::new(Policy::default())
+            .verify(r.bytes(), now())
+            .unwrap_err();
+        assert_eq!(err, Reason::WindowTooShort { len_s, min_s: 3600 });
+        assert!(
+            err.to_string()
+                .contains("shorter than this verifier's minimum"),
+            "{err}"
+        );
+        // A test network's verifier accepts them.
+        let mut test_net = Verifier::new(Policy {
+            min_window_s: 10,
+            ..Policy::default()
+        });
+        assert_eq!(
+            test_net.verify(r.bytes(), now()),
+            Ok(Kind::Beacon),
+            "{len_s} s"
+        );
+    }
+    for len_s in [3600, 21_600] {
+        let r = signed(&b, Body::Beacon(beacon_in(&b, len_s)), tx_time_ms() + 1000);
+        assert_eq!(
+            Verifier::new(Policy::default()).verify(r.bytes(), now()),
+            Ok(Kind::Beacon),
+            "{len_s} s"
+        );
+    }
+}

@@ -38,6 +38,16 @@ pub fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The time of an event and its source: the GPS time when there is one (the hotspot has a
+/// fix, or the radio stamped the frame with GPS time), else the local clock's `local`.
+/// Beacon and witness reports both take their time from here.
+pub fn stamp(gps: Option<SystemTime>, local: SystemTime) -> (SystemTime, TimeSource) {
+    match gps {
+        Some(t) => (t, TimeSource::Gps),
+        None => (local, TimeSource::Local),
+    }
+}
+
 /// dB × 10, rounded and clamped to `i16`.
 fn deci(x: f64) -> i16 {
     (x * 10.0)
@@ -150,10 +160,7 @@ impl WitnessDetector {
             return None;
         }
         let m = &frame.meta;
-        let (rx_time, time_source) = match m.time {
-            Some(t) if m.gps_time.is_some() => (t, TimeSource::Gps),
-            _ => (now, TimeSource::Local),
-        };
+        let (rx_time, time_source) = stamp(m.time.filter(|_| m.gps_time.is_some()), now);
         Some(WitnessReport {
             frame: frame.payload.clone(),
             region: self.region,
