@@ -146,7 +146,9 @@ impl BeaconTask {
             self.settings.radio_max_dbm
         );
         loop {
-            let now = SystemTime::now();
+            // Windows are picked on the same clock the report states (GPS while there is a
+            // fix), so a local clock that drifted cannot put the report outside its window.
+            let now = stamp(self.whereabouts.gps_time(Instant::now()), SystemTime::now()).0;
             let location = self.whereabouts.location();
             let step = self
                 .scheduler
