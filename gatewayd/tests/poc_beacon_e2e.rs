@@ -13,8 +13,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +25,7 @@ use gatewayd::poc::beacon::{plan, Window};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::verify::{Policy, Verifier};
 use gatewayd::poc::{Body, Kind, SignedReport};
+use support::hotspot::Hotspot;
 use support::mosquitto::{Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -44,99 +44,6 @@ const HOTSPOTS: [(&str, f64, f64); 4] = [
     ("0016c001ff10b004", 52.36, 4.0),
 ];
 const FAR: &str = "0016c001ff10b004";
-
-/// A real `gatewayd` process on the simulated air; killed on drop.
-struct Hotspot {
-    id: &'static str,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Hotspot {
-    fn start(id: &'static str, lat: f64, lon: f64, hub: std::net::SocketAddr, mqtt: u16) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("gatewayd.toml");
-        let text = format!(
-            "[gateway]\nid = \"{id}\"\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
-             [gateway.location]\nlatitude = {lat:?}\nlongitude = {lon:?}\naltitude = 10.0\n\
-             [radio]\nkind = \"simulated\"\n\
-             [radio.simulated]\nhub = \"{hub}\"\nlat = {lat:?}\nlon = {lon:?}\nantenna_gain_dbi = 0.0\n\
-             [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt}\"\ntopic_prefix = \"eu868\"\n\
-             reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
-             [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"\"\n\
-             [poc]\nenabled = true\nwindow_secs = {WINDOW_S}\nradio_max_power_dbm = 14\n",
-            state = dir.path().join("state").display().to_string(),
-            sock = dir.path().join("status.sock").display().to_string(),
-        );
-        std::fs::write(&config, text).expect("write config");
-        let log = std::fs::File::create(dir.path().join("gatewayd.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--log-level")
-            .arg("debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start gatewayd");
-        Hotspot {
-            id,
-            child: Some(child),
-            dir,
-        }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("gatewayd.toml")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("gatewayd.log")).unwrap_or_default()
-    }
-
-    /// `gatewayd status --json` of this hotspot.
-    fn status(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-            .arg("--config")
-            .arg(self.config())
-            .args(["status", "--json"])
-            .output()
-            .expect("gatewayd status");
-        assert!(out.status.success(), "{}: status failed", self.id);
-        serde_json::from_slice(&out.stdout).expect("status JSON")
-    }
-
-    /// SIGTERM and wait (bounded); the exit status, or `None` if it had to be killed.
-    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return Some(s);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Hotspot {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn logs(hs: &[Hotspot]) -> String {
     hs.iter()
@@ -244,7 +151,18 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
         .expect("air hub");
     let mut hotspots: Vec<Hotspot> = HOTSPOTS
         .iter()
-        .map(|(id, lat, lon)| Hotspot::start(id, *lat, *lon, hub, broker.port()))
+        .map(|(id, lat, lon)| {
+            Hotspot::start(
+                id,
+                &format!("lat = {lat:?}\nlon = {lon:?}"),
+                hub,
+                broker.port(),
+                &format!(
+                    "[gateway.location]\nlatitude = {lat:?}\nlongitude = {lon:?}\naltitude = 10.0\n\
+                     [poc]\nenabled = true\nwindow_secs = {WINDOW_S}\nradio_max_power_dbm = 14\n"
+                ),
+            )
+        })
         .collect();
 
     // Ready: every radio is on the air and every MQTT link online.

@@ -13,8 +13,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chirpstack_api::gw;
@@ -25,6 +23,7 @@ use drivers::sim::fleet::{Fleet, FleetConfig};
 use drivers::sim::fleet_task::run_fleet;
 use drivers::sim::hub::{serve_hub, spawn_air, AirEvent};
 use drivers::sim::model::{sensitivity_dbm, AirModel, Position};
+use support::hotspot::Hotspot;
 use support::mosquitto::{Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,85 +42,6 @@ const HOTSPOTS: [(&str, f64, f64); 3] = [
     ("0016c001ff10a002", 3000.0, 0.0),
     ("0016c001ff10a003", 0.0, 5000.0),
 ];
-
-/// A real `gatewayd` process on the simulated air; killed on drop.
-struct Hotspot {
-    id: &'static str,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Hotspot {
-    fn start(id: &'static str, x: f64, y: f64, hub: std::net::SocketAddr, mqtt: u16) -> Hotspot {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("gatewayd.toml");
-        let text = format!(
-            "[gateway]\nid = \"{id}\"\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
-             [radio]\nkind = \"simulated\"\n\
-             [radio.simulated]\nhub = \"{hub}\"\nx_m = {x:?}\ny_m = {y:?}\nantenna_gain_dbi = 0.0\n\
-             [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt}\"\ntopic_prefix = \"eu868\"\n\
-             reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
-             [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"\"\n",
-            state = dir.path().join("state").display().to_string(),
-            sock = dir.path().join("status.sock").display().to_string(),
-        );
-        std::fs::write(&config, text).expect("write config");
-        let log = std::fs::File::create(dir.path().join("gatewayd.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--log-level")
-            .arg("debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start gatewayd");
-        Hotspot {
-            id,
-            child: Some(child),
-            dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("gatewayd.log")
-    }
-
-    /// SIGTERM and wait (bounded); the exit status, or `None` if it had to be killed.
-    fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return Some(s);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Hotspot {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// What the air did to the fleet's frames at one hotspot node.
 #[derive(Debug, Default)]
@@ -200,7 +120,15 @@ async fn three_hotspots_publish_exactly_what_the_air_delivered_to_them() {
 
     let mut hotspots: Vec<Hotspot> = HOTSPOTS
         .iter()
-        .map(|(id, x, y)| Hotspot::start(id, *x, *y, hub, broker.port()))
+        .map(|(id, x, y)| {
+            Hotspot::start(
+                id,
+                &format!("x_m = {x:?}\ny_m = {y:?}"),
+                hub,
+                broker.port(),
+                "",
+            )
+        })
         .collect();
     let logs = |hs: &[Hotspot]| {
         hs.iter()

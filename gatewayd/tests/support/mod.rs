@@ -6,5 +6,6 @@
 #[path = "../../../tools/src/broker.rs"]
 pub mod broker;
 pub mod daemon;
+pub mod hotspot;
 pub mod mosquitto;
 pub mod publisher;

@@ -1,0 +1,114 @@
+//! A `gatewayd` process on the simulated air: the real binary with `radio.kind =
+//! "simulated"`, joined to an air hub, publishing to a test broker.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One hotspot process with its config, state and log in a temp dir; killed on drop.
+pub struct Hotspot {
+    /// Its gateway id.
+    pub id: &'static str,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Hotspot {
+    /// Start gateway `id` on the air hub at `hub`, publishing to the broker on `mqtt`.
+    /// `position` goes into `[radio.simulated]` (`x_m`/`y_m` or `lat`/`lon`); `extra` is
+    /// appended to the config (whole sections, e.g. `[gateway.location]`, `[poc]`).
+    pub fn start(
+        id: &'static str,
+        position: &str,
+        hub: std::net::SocketAddr,
+        mqtt: u16,
+        extra: &str,
+    ) -> Hotspot {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("gatewayd.toml");
+        let text = format!(
+            "[gateway]\nid = \"{id}\"\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
+             [radio]\nkind = \"simulated\"\n\
+             [radio.simulated]\nhub = \"{hub}\"\n{position}\nantenna_gain_dbi = 0.0\n\
+             [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt}\"\ntopic_prefix = \"eu868\"\n\
+             reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
+             [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"\"\n{extra}",
+            state = dir.path().join("state").display().to_string(),
+            sock = dir.path().join("status.sock").display().to_string(),
+        );
+        std::fs::write(&config, text).expect("write config");
+        let log = std::fs::File::create(dir.path().join("gatewayd.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start gatewayd");
+        Hotspot {
+            id,
+            child: Some(child),
+            dir,
+        }
+    }
+
+    /// The config file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("gatewayd.toml")
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gatewayd.log")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `gatewayd status --json` of this hotspot.
+    pub fn status(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+            .arg("--config")
+            .arg(self.config())
+            .args(["status", "--json"])
+            .output()
+            .expect("gatewayd status");
+        assert!(out.status.success(), "{}: status failed", self.id);
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// SIGTERM and wait (bounded); the exit status, or `None` if it had to be killed.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hotspot {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
