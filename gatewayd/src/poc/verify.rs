@@ -10,6 +10,7 @@ use ring::digest::{digest, SHA256};
 use super::beacon::{self, Window};
 use super::identity::PublicKey;
 use super::receipt::ReceiptError;
+use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
 use super::wire::{CodecError, Position};
 
@@ -206,9 +207,14 @@ pub enum Reason {
     /// Receipt inconsistent or its chain broken.
     #[error("receipt: {0}")]
     Receipt(ReceiptError),
-    /// Receipt does not continue the key's previous receipt.
-    #[error("receipt chain broken: prev_head is not the previous receipt's head")]
-    ReceiptChainBroken,
+    /// The receipt continues an earlier head of its key that another receipt already
+    /// continues: a second claim from the same point of the chain (§6.4.3).
+    #[error("receipt chain fork: prev_head is an earlier head of this key, already continued by another receipt")]
+    ReceiptFork,
+    /// The receipt's period or uplink ids reach back into what its key already claimed
+    /// (§6.4.3).
+    #[error("receipt overlaps what this key already claimed: {0}")]
+    ReceiptOverlap(String),
 }
 
 /// A forwarded uplink as the network received it: (uplink id, PHYPayload).
@@ -237,7 +243,7 @@ pub struct Verifier {
     last_window: HashMap<PublicKey, u64>,
     witnessed: HashSet<([u8; 32], PublicKey)>,
     owners: HashMap<PublicKey, String>,
-    heads: HashMap<PublicKey, [u8; 32]>,
+    receipts: ReceiptLedger,
 }
 
 impl Verifier {
@@ -265,7 +271,8 @@ impl Verifier {
         self.owners.get(key).map(String::as_str)
     }
 
-    /// Verify a batch: onboarding statements, then beacons (by window), receipts, then
+    /// Verify a batch: onboarding statements, then beacons (by window), receipts (by period
+    /// end), then
     /// witnesses, so that witnesses find their beacon whatever the input order. Verdicts
     /// come back in input order.
     pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<Verdict> {
@@ -273,7 +280,7 @@ impl Verifier {
             Ok(r) => match r.body {
                 Body::Onboarding(_) => (0, 0),
                 Body::Beacon(b) => (1, b.window.id),
-                Body::Receipt(_) => (2, 0),
+                Body::Receipt(t) => (2, t.period_end_ms),
                 Body::Witness(_) => (3, 0),
             },
             Err(_) => (4, 0),
@@ -333,19 +340,18 @@ impl Verifier {
             Body::Witness(w) => self.witness(key, w),
             Body::Receipt(t) => {
                 t.check_consistent().map_err(Reason::Receipt)?;
-                if let Some(prev) = self.heads.get(&key) {
-                    if *prev != t.prev_head {
-                        return Err(Reason::ReceiptChainBroken);
-                    }
-                }
-                // Linked and signed: the chain continues from this head even when the
-                // uplinks do not match (some were evicted or expired unsent), so one
-                // uncreditable period does not break the receipts after it (§6.4).
-                self.heads.insert(key, t.head);
+                let link = self.receipts.check(&key, t)?;
+                // Accepted into the chain: it moves on from this head even when the uplinks
+                // do not match (some were evicted or expired unsent), so one uncreditable
+                // period does not hold up the receipts after it (§6.4).
+                self.receipts.record(key, t);
                 if let Some(ups) = self.uplinks.get(&(key, t.prev_head)) {
                     t.check_uplinks(ups).map_err(Reason::Receipt)?;
                 }
-                Ok(Kind::Receipt)
+                Ok(match link {
+                    Link::NewSegment => Kind::ReceiptNewSegment,
+                    Link::First | Link::Linked => Kind::Receipt,
+                })
             }
             Body::Onboarding(o) => {
                 self.owners.entry(key).or_insert_with(|| o.owner.clone());
