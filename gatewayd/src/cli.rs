@@ -86,6 +86,13 @@ pub enum PocCommand {
         /// Reject beacons whose window's entropy was not given.
         #[arg(long)]
         require_entropy: bool,
+        /// The uplinks the network received, to check receipts against (repeatable): one
+        /// per line, `[ADDRESS] UPLINK_ID PHY` — the hotspot address (64 hex digits;
+        /// omitted: any receipt's hotspot), `rx_info.uplink_id` of the `event/up` message
+        /// (decimal) and its PHYPayload (hex or base64); blank lines and `#` comments are
+        /// skipped. Each receipt is checked against those in its uplink-id range.
+        #[arg(long, value_name = "FILE")]
+        uplinks: Vec<PathBuf>,
         /// Verify as if received at this Unix time in ms (default: now).
         #[arg(long)]
         at_ms: Option<u64>,

@@ -238,6 +238,7 @@ pub struct Verifier {
     policy: Policy,
     entropy: HashMap<Window, [u8; 32]>,
     uplinks: HashMap<(PublicKey, [u8; 32]), Vec<Uplink>>,
+    received: HashMap<PublicKey, Vec<Uplink>>,
     seen: HashSet<[u8; 32]>,
     beacons: HashMap<[u8; 32], KnownBeacon>,
     last_window: HashMap<PublicKey, u64>,
@@ -264,6 +265,14 @@ impl Verifier {
     /// against the receipt that starts there).
     pub fn add_uplinks(&mut self, key: PublicKey, prev_head: [u8; 32], uplinks: Vec<Uplink>) {
         self.uplinks.insert((key, prev_head), uplinks);
+    }
+
+    /// All the uplinks the network received from `key`, in any order, repeats allowed: each
+    /// receipt of the key is checked against those it covers
+    /// ([`select_uplinks`](super::receipt_order::select_uplinks)), unless
+    /// [`Verifier::add_uplinks`] gave its own list for the receipt's `prev_head`.
+    pub fn add_received(&mut self, key: PublicKey, uplinks: Vec<Uplink>) {
+        self.received.entry(key).or_default().extend(uplinks);
     }
 
     /// The owner the key's valid onboarding statement named, if seen.
@@ -345,8 +354,15 @@ impl Verifier {
                 // do not match (some were evicted or expired unsent), so one uncreditable
                 // period does not hold up the receipts after it (§6.4).
                 self.receipts.record(key, t);
-                if let Some(ups) = self.uplinks.get(&(key, t.prev_head)) {
-                    t.check_uplinks(ups).map_err(Reason::Receipt)?;
+                let selected = match self.uplinks.get(&(key, t.prev_head)) {
+                    Some(ups) => Some(ups.clone()),
+                    None => self
+                        .received
+                        .get(&key)
+                        .map(|r| super::receipt_order::select_uplinks(t, r)),
+                };
+                if let Some(ups) = selected {
+                    t.check_uplinks(&ups).map_err(Reason::Receipt)?;
                 }
                 Ok(match link {
                     Link::NewSegment => Kind::ReceiptNewSegment,
