@@ -3,7 +3,8 @@
 //! `event/up` (uplink ids from `rx_info`); receipts verify, link across `kill -9` (a period
 //! open at the kill becomes a receipt at the next start), and a receipt claiming an uplink
 //! never forwarded fails; `gatewayd poc verify` accepts them. A receipt that expires unsent
-//! in a broker outage does not break the chain: the next one is a new segment.
+//! in a broker outage, or a damaged chain state file, does not break the chain: the next
+//! receipt is a new segment.
 
 mod support;
 
@@ -367,4 +368,65 @@ fn a_receipt_lost_in_an_outage_is_followed_by_a_new_segment() {
     assert!(rs[..segments[0]]
         .iter()
         .all(|r| body(r).head != seg.prev_head));
+}
+
+#[test]
+fn a_damaged_state_file_restarts_the_chain_as_a_new_segment() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/#");
+    let mut daemon = Daemon::start(broker.port(), "[poc]\nreceipt_interval_secs = 1\n");
+    let mut pf = Forwarder::new(daemon.udp_port);
+    assert_eq!(pf.push_frames(0..4, 4, WAIT), 4);
+    wait_for("receipts covering 4 uplinks", || counted(&sub) >= 4);
+    let before = receipts(&sub).len();
+
+    daemon.kill9();
+    let state_path = daemon.dir.join("state").join(STATE_FILE_NAME);
+    std::fs::write(&state_path, b"damaged by a bad sector").unwrap();
+    daemon.spawn();
+    let mut pf = Forwarder::new(daemon.udp_port);
+    assert_eq!(pf.push_frames(10..13, 3, WAIT), 3);
+    wait_for("receipts covering 7 uplinks", || counted(&sub) >= 7);
+    assert!(state_path.with_extension("state.bad").exists());
+
+    let rs = receipts(&sub);
+    let net = network_uplinks(&sub);
+    assert_eq!(counted(&sub), 7);
+    let verdicts = verify_all(&rs, &net);
+    for (r, verdict) in rs.iter().zip(&verdicts) {
+        assert!(
+            matches!(verdict, Ok(Kind::Receipt | Kind::ReceiptNewSegment)),
+            "{verdict:?} {:?}\n{}",
+            body(r),
+            daemon.log()
+        );
+    }
+    let segments: Vec<usize> = (0..rs.len())
+        .filter(|&i| verdicts[i] == Ok(Kind::ReceiptNewSegment))
+        .collect();
+    assert_eq!(segments.len(), 1, "{verdicts:?}");
+    // The new segment restarts from the genesis, after every receipt of the first run.
+    let seg = body(&rs[segments[0]]);
+    assert_eq!(
+        seg.prev_head,
+        gatewayd::poc::receipt::genesis(&rs[0].report.key)
+    );
+    assert!(segments[0] >= before, "{segments:?} {before}");
+    // The restarted chain's ids lie above every id used before the damage.
+    let max_before = net
+        .iter()
+        .filter(|u| frame_number(&u.1).is_some_and(|n| n < 4))
+        .map(|u| u.0)
+        .max()
+        .unwrap();
+    let after: Vec<u32> = net
+        .iter()
+        .filter(|u| frame_number(&u.1).is_some_and(|n| (10..13).contains(&n)))
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|&id| id > max_before),
+        "{after:?} {max_before}"
+    );
 }
