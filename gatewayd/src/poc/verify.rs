@@ -281,9 +281,8 @@ impl Verifier {
     }
 
     /// Verify a batch: onboarding statements, then beacons (by window), receipts (by period
-    /// end), then
-    /// witnesses, so that witnesses find their beacon whatever the input order. Verdicts
-    /// come back in input order.
+    /// end, so a key's chain is placed in order), then witnesses, so that witnesses find
+    /// their beacon whatever the input order. Verdicts come back in input order.
     pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<Verdict> {
         let rank = |b: &[u8]| match SignedReport::decode(b).map(|r| r.report) {
             Ok(r) => match r.body {
