@@ -204,7 +204,7 @@ pub enum Reason {
         /// Distance.
         distance_m: f64,
     },
-    /// Receipt inconsistent or its chain broken.
+    /// Receipt inconsistent, or its hash chain does not match the uplinks.
     #[error("receipt: {0}")]
     Receipt(ReceiptError),
     /// The receipt continues an earlier head of its key that another receipt already
