@@ -91,6 +91,13 @@ pub enum PocCommand {
         #[arg(long, default_value_t = crate::poc::verify::PRODUCTION_MIN_WINDOW_S,
               value_parser = clap::value_parser!(u32).range(10..))]
         min_window_secs: u32,
+        /// The uplinks the network received, to check receipts against (repeatable): one
+        /// per line, `[ADDRESS] UPLINK_ID PHY` — the hotspot address (64 hex digits;
+        /// omitted: any receipt's hotspot), `rx_info.uplink_id` of the `event/up` message
+        /// (decimal) and its PHYPayload (hex or base64); blank lines and `#` comments are
+        /// skipped. Each receipt is checked against those in its uplink-id range.
+        #[arg(long, value_name = "FILE")]
+        uplinks: Vec<PathBuf>,
         /// Verify as if received at this Unix time in ms (default: now).
         #[arg(long)]
         at_ms: Option<u64>,

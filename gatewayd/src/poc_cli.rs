@@ -61,8 +61,22 @@ pub fn poc(command: PocCommand) -> ExitCode {
         entropy,
         require_entropy,
         min_window_secs,
+        uplinks,
         at_ms,
     } = command;
+    let mut received = commands::ReceivedUplinks::default();
+    for f in &uplinks {
+        let name = f.display().to_string();
+        let parsed = std::fs::File::open(f)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|file| {
+                commands::parse_uplinks(&name, &mut BufReader::new(file), &mut received)
+            });
+        if let Err(e) = parsed {
+            return fail("poc verify", e);
+        }
+    }
+    let received = (!uplinks.is_empty()).then_some(&received);
     let mut inputs = Vec::new();
     let stdin = files.is_empty() || files.iter().any(|f| f.as_os_str() == "-");
     for f in files.iter().filter(|f| f.as_os_str() != "-") {
@@ -86,7 +100,14 @@ pub fn poc(command: PocCommand) -> ExitCode {
         ..Policy::default()
     };
     let at = at_ms.unwrap_or_else(now_ms);
-    match commands::verify(inputs, &entropy, policy, at, &mut std::io::stdout()) {
+    match commands::verify(
+        inputs,
+        &entropy,
+        received,
+        policy,
+        at,
+        &mut std::io::stdout(),
+    ) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => fail("poc verify", e),

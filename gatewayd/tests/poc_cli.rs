@@ -1,4 +1,5 @@
-//! `gatewayd keys …` and `gatewayd poc verify` through the real binary.
+//! `gatewayd keys …` and `gatewayd poc verify` through the real binary, including receipts
+//! checked against an `--uplinks` file.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -100,4 +101,137 @@ fn world_readable_key_is_refused_with_its_name() {
 
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Receipts of a hotspot over consecutive periods, each covering one id range, with the
+/// uplinks (id, PHYPayload) it chains.
+fn signed_receipts(
+    key: &gatewayd::poc::KeyFileSigner,
+    ranges: &[std::ops::RangeInclusive<u32>],
+) -> (Vec<String>, Vec<(u32, Vec<u8>)>) {
+    use gatewayd::poc::receipt::{genesis, ReceiptChain};
+    use gatewayd::poc::{Body, Report, Signer};
+    let mut chain = ReceiptChain::from_head(genesis(&key.public_key()));
+    let mut reports = Vec::new();
+    let mut uplinks = Vec::new();
+    for (k, ids) in ranges.iter().enumerate() {
+        for id in ids.clone() {
+            let phy = [vec![0x40], id.to_be_bytes().to_vec(), vec![id as u8; 9]].concat();
+            chain.push(id, &phy);
+            uplinks.push((id, phy));
+        }
+        let end = T0 + (k as u64 + 1) * 60_000;
+        let r = Report {
+            key: key.public_key(),
+            created_ms: end,
+            deadline_ms: end + 600_000,
+            body: Body::Receipt(chain.close(end - 60_000, end)),
+        }
+        .sign(key)
+        .unwrap();
+        reports.push(r.to_hex());
+    }
+    (reports, uplinks)
+}
+
+const T0: u64 = 1_790_000_000_000;
+
+fn uplink_lines(ups: &[(u32, Vec<u8>)]) -> String {
+    ups.iter()
+        .map(|(id, phy)| format!("{id} {}\n", hex_bytes(phy)))
+        .collect()
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn receipts_are_checked_against_an_uplinks_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = gatewayd::poc::KeyFileSigner::generate(&dir.path().join("id.pk8")).unwrap();
+    let (reports, ups) = signed_receipts(&key, &[1..=3, 4..=5, 6..=6, 7..=8]);
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // The third receipt was lost: the fourth starts a new segment.
+    let kept = [&reports[0], &reports[1], &reports[3]];
+    std::fs::write(
+        path("receipts.txt"),
+        kept.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let at = (T0 + 300_000).to_string();
+    let verify = |uplinks: &str| {
+        gatewayd(
+            &[
+                "poc",
+                "verify",
+                "--at-ms",
+                &at,
+                "--uplinks",
+                &path(uplinks),
+                &path("receipts.txt"),
+            ],
+            None,
+        )
+    };
+
+    // Everything the network received (out of order, one MQTT redelivery, some lines
+    // naming the hotspot): all valid.
+    let address = gatewayd::poc::Signer::public_key(&key).address();
+    let mut lines = format!("# uplink_id phy\n{}", uplink_lines(&ups[3..]));
+    lines += &uplink_lines(&ups[..2]);
+    lines += &format!("{address} {}", uplink_lines(&ups[2..3]));
+    lines += &uplink_lines(&ups[..1]);
+    std::fs::write(path("all.txt"), lines).unwrap();
+    let out = verify("all.txt");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let verdicts: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            format!("{}:1: valid Receipt from {address}", path("receipts.txt")),
+            format!("{}:2: valid Receipt from {address}", path("receipts.txt")),
+            format!(
+                "{}:3: valid ReceiptNewSegment from {address}",
+                path("receipts.txt")
+            ),
+        ]
+    );
+
+    // Uplink 2 never reached the network: the first receipt fails with the reason, the
+    // others still verify.
+    let missing: Vec<_> = ups.iter().filter(|u| u.0 != 2).cloned().collect();
+    std::fs::write(path("missing.txt"), uplink_lines(&missing)).unwrap();
+    let out = verify("missing.txt");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let verdicts: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        verdicts[0],
+        format!(
+            "{}:1: INVALID: receipt: hash chain does not match the uplinks: uplink count",
+            path("receipts.txt")
+        )
+    );
+    assert!(verdicts[1].contains("valid Receipt"), "{stdout}");
+    assert!(verdicts[2].contains("valid ReceiptNewSegment"), "{stdout}");
+
+    // A malformed line: a clear error naming the file and the line, no verdicts.
+    std::fs::write(
+        path("bad.txt"),
+        format!("{}\n3 not-hex!\n", uplink_lines(&ups[..1]).trim_end()),
+    )
+    .unwrap();
+    let out = verify("bad.txt");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2: ", path("bad.txt"))) && err.contains("not a PHYPayload"),
+        "{err}"
+    );
+    assert_eq!(text(&out.stdout), "");
+    let out = verify("does-not-exist.txt");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does-not-exist.txt"));
 }

@@ -2,7 +2,9 @@
 //! stored concurrently still give a chain the network recomputes from what it sees on
 //! `event/up` (uplink ids from `rx_info`); receipts verify, link across `kill -9` (a period
 //! open at the kill becomes a receipt at the next start), and a receipt claiming an uplink
-//! never forwarded fails; `gatewayd poc verify` accepts them.
+//! never forwarded fails; `gatewayd poc verify` accepts them. A receipt that expires unsent
+//! in a broker outage, or a damaged chain state file, does not break the chain: the next
+//! receipt is a new segment.
 
 mod support;
 
@@ -242,4 +244,189 @@ fn receipts_match_the_uplinks_on_mqtt_and_link_across_a_kill9() {
     for pair in rs.windows(2) {
         assert_eq!(body(&pair[1]).prev_head, body(&pair[0]).head, "linked");
     }
+}
+
+fn expired_poc(s: &serde_json::Value) -> Option<u64> {
+    s["outbox_expired"]
+        .as_array()?
+        .iter()
+        .find(|c| c["class"] == "poc")?["count"]
+        .as_u64()
+}
+
+#[test]
+fn a_receipt_lost_in_an_outage_is_followed_by_a_new_segment() {
+    let mut broker = Mosquitto::start_persistent();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/#");
+    let daemon = Daemon::start(
+        broker.port(),
+        "[poc]\nreceipt_interval_secs = 1\nreport_validity_secs = 2\n",
+    );
+    let mut pf = Forwarder::new(daemon.udp_port);
+    assert_eq!(pf.push_frames(0..4, 4, WAIT), 4);
+    wait_for("receipts covering 4 uplinks", || counted(&sub) >= 4);
+
+    // Broker down: 3 uplinks are forwarded (into the outbox) and chained; the receipt
+    // covering them is signed and stored, then expires unsent.
+    broker.stop();
+    assert_eq!(pf.push_frames(10..13, 3, WAIT), 3);
+    wait_for("7 uplinks chained", || {
+        status_json(&daemon)["receipt_uplinks_total"] == 7
+    });
+    let stored = status_json(&daemon)["receipts_total"].as_u64().unwrap_or(0);
+    wait_for("the receipt covering them stored", || {
+        status_json(&daemon)["receipts_total"].as_u64() > Some(stored)
+    });
+    // Longer than the receipts' validity (2 s after their period end).
+    std::thread::sleep(Duration::from_millis(3_500));
+    broker.restart();
+    assert_eq!(pf.push_frames(20..23, 3, WAIT), 3);
+    let distinct = |sub: &Subscriber| {
+        network_uplinks(sub)
+            .into_iter()
+            .map(|u| u.0)
+            .collect::<std::collections::HashSet<u32>>()
+            .len()
+    };
+    wait_for("10 distinct uplinks on event/up", || distinct(&sub) >= 10);
+    wait_for("receipts covering 7 uplinks", || counted(&sub) >= 7);
+    wait_for("the lost receipt counted as expired", || {
+        expired_poc(&status_json(&daemon)) >= Some(1)
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+
+    let rs = receipts(&sub);
+    let net = network_uplinks(&sub);
+    assert_eq!(
+        counted(&sub),
+        7,
+        "the lost receipt's 3 uplinks are claimed by none"
+    );
+    // The network got the outage's uplinks (they wait in the outbox), but no receipt on
+    // MQTT covers them.
+    let lost: Vec<u32> = net
+        .iter()
+        .filter(|u| frame_number(&u.1).is_some_and(|n| (10..13).contains(&n)))
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(lost.len(), 3, "{}", daemon.log());
+    for r in &rs {
+        let t = body(r);
+        let covered = |id: u32| {
+            t.count > 0
+                && id.wrapping_sub(t.first_uplink_id)
+                    <= t.last_uplink_id.wrapping_sub(t.first_uplink_id)
+        };
+        assert!(!lost.iter().any(|&id| covered(id)), "{t:?}");
+    }
+    // Each receipt verified as it arrived (before its deadline), against all the uplinks
+    // the network received.
+    let mut v = Verifier::new(Policy::default());
+    v.add_received(rs[0].report.key, net.clone());
+    let verdicts: Vec<_> = rs
+        .iter()
+        .map(|r| v.verify(r.bytes(), r.report.deadline_ms))
+        .collect();
+    let segments: Vec<usize> = (0..rs.len())
+        .filter(|&i| verdicts[i] == Ok(Kind::ReceiptNewSegment))
+        .collect();
+    assert_eq!(segments.len(), 1, "{verdicts:?}");
+    for (r, verdict) in rs.iter().zip(&verdicts) {
+        assert!(
+            matches!(verdict, Ok(Kind::Receipt | Kind::ReceiptNewSegment)),
+            "{verdict:?} {:?}",
+            body(r)
+        );
+    }
+    // The new segment starts after the outage: the receipt covering frames 20..23 is it
+    // or follows it, and everything before it linked.
+    let after = rs
+        .iter()
+        .position(|r| {
+            let t = body(r);
+            t.count > 0
+                && net.iter().any(|u| {
+                    u.0 == t.first_uplink_id
+                        && frame_number(&u.1).is_some_and(|n| (20..23).contains(&n))
+                })
+        })
+        .expect("a receipt covers the uplinks after the outage");
+    assert!(segments[0] <= after, "{segments:?} {after}");
+    assert!(
+        body(&rs[segments[0]]).period_start_ms
+            >= rs
+                .iter()
+                .filter(|r| body(r).count > 0)
+                .map(|r| body(r).period_end_ms)
+                .next()
+                .unwrap_or(0),
+        "the new segment lies after the first period"
+    );
+    // Without the new-segment rule the chain would stay broken: its prev_head is a head
+    // the network never saw.
+    let seg = body(&rs[segments[0]]);
+    assert!(rs[..segments[0]]
+        .iter()
+        .all(|r| body(r).head != seg.prev_head));
+}
+
+#[test]
+fn a_damaged_state_file_restarts_the_chain_as_a_new_segment() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/#");
+    let mut daemon = Daemon::start(broker.port(), "[poc]\nreceipt_interval_secs = 1\n");
+    let mut pf = Forwarder::new(daemon.udp_port);
+    assert_eq!(pf.push_frames(0..4, 4, WAIT), 4);
+    wait_for("receipts covering 4 uplinks", || counted(&sub) >= 4);
+    let before = receipts(&sub).len();
+
+    daemon.kill9();
+    let state_path = daemon.dir.join("state").join(STATE_FILE_NAME);
+    std::fs::write(&state_path, b"damaged by a bad sector").unwrap();
+    daemon.spawn();
+    let mut pf = Forwarder::new(daemon.udp_port);
+    assert_eq!(pf.push_frames(10..13, 3, WAIT), 3);
+    wait_for("receipts covering 7 uplinks", || counted(&sub) >= 7);
+    assert!(state_path.with_extension("state.bad").exists());
+
+    let rs = receipts(&sub);
+    let net = network_uplinks(&sub);
+    assert_eq!(counted(&sub), 7);
+    let verdicts = verify_all(&rs, &net);
+    for (r, verdict) in rs.iter().zip(&verdicts) {
+        assert!(
+            matches!(verdict, Ok(Kind::Receipt | Kind::ReceiptNewSegment)),
+            "{verdict:?} {:?}\n{}",
+            body(r),
+            daemon.log()
+        );
+    }
+    let segments: Vec<usize> = (0..rs.len())
+        .filter(|&i| verdicts[i] == Ok(Kind::ReceiptNewSegment))
+        .collect();
+    assert_eq!(segments.len(), 1, "{verdicts:?}");
+    // The new segment restarts from the genesis, after every receipt of the first run.
+    let seg = body(&rs[segments[0]]);
+    assert_eq!(
+        seg.prev_head,
+        gatewayd::poc::receipt::genesis(&rs[0].report.key)
+    );
+    assert!(segments[0] >= before, "{segments:?} {before}");
+    // The restarted chain's ids lie above every id used before the damage.
+    let max_before = net
+        .iter()
+        .filter(|u| frame_number(&u.1).is_some_and(|n| n < 4))
+        .map(|u| u.0)
+        .max()
+        .unwrap();
+    let after: Vec<u32> = net
+        .iter()
+        .filter(|u| frame_number(&u.1).is_some_and(|n| (10..13).contains(&n)))
+        .map(|u| u.0)
+        .collect();
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|&id| id > max_before),
+        "{after:?} {max_before}"
+    );
 }

@@ -2,13 +2,14 @@
 //! call [`super::identity`] / [`super::verify`] and write text. Kept out of `main.rs` so that
 //! they are testable with in-memory input and output.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::beacon::Window;
-use super::identity::{IdentityError, KeyFileSigner, Signer, KEY_FILE_NAME};
+use super::identity::{IdentityError, KeyFileSigner, PublicKey, Signer, KEY_FILE_NAME};
 use super::report::{valid_owner, Body, Onboarding, Report, SignedReport};
-use super::verify::{Policy, Reason, Verifier};
+use super::verify::{Policy, Reason, Uplink, Verifier};
 use super::wire::{decode_text, from_hex};
 
 /// Validity of an onboarding statement printed by `keys onboard`.
@@ -90,12 +91,79 @@ pub struct Input {
     pub reader: Box<dyn BufRead>,
 }
 
+/// Largest PHYPayload a LoRa frame can carry.
+const MAX_PHY_LEN: usize = 255;
+
+/// The uplinks the network received, from `poc verify --uplinks FILE` (docs §7.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceivedUplinks {
+    /// Lines without a hotspot address: the uplinks of every receipt's key.
+    pub any: Vec<Uplink>,
+    /// Lines naming the hotspot address.
+    pub by_key: HashMap<PublicKey, Vec<Uplink>>,
+}
+
+/// Parse an uplinks file: one uplink per line, `[ADDRESS] UPLINK_ID PHY` (the hotspot's
+/// address, 64 hex digits, optional; the uplink id from `rx_info.uplink_id`, decimal; the
+/// PHYPayload in hex or base64), fields separated by white space, blank lines and `#`
+/// comments skipped. Adds to `into`; an error names `name` and the line.
+pub fn parse_uplinks(
+    name: &str,
+    reader: &mut dyn BufRead,
+    into: &mut ReceivedUplinks,
+) -> Result<(), String> {
+    for (i, line) in reader.lines().enumerate() {
+        let at = |why: String| format!("{name}:{}: {why}", i + 1);
+        let line = line.map_err(|e| at(e.to_string()))?;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = t.split_whitespace().collect();
+        let (key, id, phy) = match fields[..] {
+            [id, phy] => (None, id, phy),
+            [key, id, phy] => {
+                let k = from_hex(key)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        at(format!("{key:?} is not a hotspot address (64 hex digits)"))
+                    })?;
+                (Some(PublicKey(k)), id, phy)
+            }
+            _ => {
+                return Err(at(format!(
+                    "expected [ADDRESS] UPLINK_ID PHY, got {} fields",
+                    fields.len()
+                )))
+            }
+        };
+        let id: u32 = id
+            .parse()
+            .map_err(|_| at(format!("{id:?} is not an uplink id (0..=4294967295)")))?;
+        let phy = decode_text(phy)
+            .ok()
+            .filter(|p| !p.is_empty() && p.len() <= MAX_PHY_LEN)
+            .ok_or_else(|| {
+                at(format!(
+                    "{phy:?} is not a PHYPayload (1..={MAX_PHY_LEN} bytes in hex or base64)"
+                ))
+            })?;
+        match key {
+            Some(k) => into.by_key.entry(k).or_default().push((id, phy)),
+            None => into.any.push((id, phy)),
+        }
+    }
+    Ok(())
+}
+
 /// `poc verify`: verify every report line of `inputs` (hex or base64, blank lines and
 /// `#` comments skipped) as one batch received at `at_ms`; print one verdict per report.
+/// With `uplinks`, every receipt is also checked against the uplinks it covers.
 /// Returns the number of invalid reports.
 pub fn verify(
     inputs: Vec<Input>,
     entropy: &[(Window, [u8; 32])],
+    uplinks: Option<&ReceivedUplinks>,
     policy: Policy,
     at_ms: u64,
     out: &mut dyn Write,
@@ -118,6 +186,21 @@ pub fn verify(
         v.add_entropy(*w, *e);
     }
     let ok: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.clone().ok()).collect();
+    if let Some(u) = uplinks {
+        // Every key with a receipt gets the uplinks received from it (lines naming it,
+        // and lines naming no hotspot).
+        let keys: std::collections::HashSet<PublicKey> = ok
+            .iter()
+            .filter_map(|b| SignedReport::decode(b).ok())
+            .filter(|r| matches!(r.report.body, Body::Receipt(_)))
+            .map(|r| r.report.key)
+            .collect();
+        for key in keys {
+            let mut list = u.any.clone();
+            list.extend(u.by_key.get(&key).cloned().unwrap_or_default());
+            v.add_received(key, list);
+        }
+    }
     let mut verdicts = v.verify_batch(&ok, at_ms).into_iter();
     let mut invalid = 0;
     for (label, d) in labels.iter().zip(&decoded) {
@@ -173,6 +256,7 @@ mod tests {
         let bad = verify(
             input(text),
             &[(WINDOW, ENTROPY)],
+            None,
             Policy::default(),
             tx_time_ms() + 5000,
             &mut out,
@@ -216,6 +300,37 @@ mod tests {
             Some("wallet-1")
         );
         assert!(onboard(&path, "no spaces please", 1_000).is_err());
+    }
+
+    #[test]
+    fn uplinks_file_lines() {
+        let key = "ab".repeat(32);
+        let text = format!("# id phy\n7 40aabb\n\n{key} 8 QAE=\n  9\t400102  \n");
+        let mut u = ReceivedUplinks::default();
+        parse_uplinks("up.txt", &mut std::io::Cursor::new(text), &mut u).unwrap();
+        assert_eq!(
+            u.any,
+            vec![(7, vec![0x40, 0xaa, 0xbb]), (9, vec![0x40, 1, 2])]
+        );
+        assert_eq!(
+            u.by_key.get(&PublicKey([0xab; 32])),
+            Some(&vec![(8, vec![0x40, 1])])
+        );
+        for (line, why) in [
+            ("7", "got 1 fields"),
+            ("x 40aa", "\"x\" is not an uplink id"),
+            ("-1 40aa", "\"-1\" is not an uplink id"),
+            ("7 zz!", "\"zz!\" is not a PHYPayload"),
+            ("abcd 7 40aa", "\"abcd\" is not a hotspot address"),
+        ] {
+            let mut u = ReceivedUplinks::default();
+            let text = format!("1 40\n{line}\n");
+            let e = parse_uplinks("up.txt", &mut std::io::Cursor::new(text), &mut u).unwrap_err();
+            assert!(
+                e.starts_with("up.txt:2: ") && e.contains(why),
+                "{line}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
 //! - [`receipt`]: data-transfer receipts and their hash chain.
 //! - [`verify`]: the verifier and its verdicts.
+//! - [`receipt_verify`]: the verifier's record of each key's receipt chain (links, segments).
 //! - [`commands`]: `gatewayd keys …` and `gatewayd poc verify`.
 //! - [`witness`]: witness detection over received frames, the report of a sent beacon.
 //! - [`scheduler`]: the pure beacon scheduler (one beacon per window, random instant).
@@ -30,6 +31,7 @@ pub mod receipt;
 pub mod receipt_order;
 pub mod receipt_state;
 pub mod receipt_task;
+pub mod receipt_verify;
 pub mod report;
 pub mod scheduler;
 pub mod task;

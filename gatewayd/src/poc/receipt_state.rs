@@ -131,7 +131,14 @@ pub fn load(path: &Path) -> Result<Option<ReceiptState>, StateError> {
         })
 }
 
-/// Write `state` to `path` atomically; with `sync`, also to the disk before returning.
+/// Where the previous generation of the state at `path` is kept (`receipts.state.prev`):
+/// what the chain falls back on when the current file is damaged (docs §6.4.2).
+pub fn prev_path(path: &Path) -> PathBuf {
+    path.with_extension("state.prev")
+}
+
+/// Write `state` to `path` atomically, keeping the file it replaces as
+/// [`prev_path`]; with `sync`, also to the disk before returning.
 pub fn save(path: &Path, state: &ReceiptState, sync: bool) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_owned(),
@@ -144,6 +151,14 @@ pub fn save(path: &Path, state: &ReceiptState, sync: bool) -> Result<(), StateEr
         f.sync_all().map_err(io)?;
     }
     drop(f);
+    // The current file becomes the previous generation (a second link, so `path` always
+    // exists), then the new one replaces it.
+    if path.exists() {
+        let prev_tmp = path.with_extension("state.prev.tmp");
+        let _ = std::fs::remove_file(&prev_tmp);
+        std::fs::hard_link(path, &prev_tmp).map_err(io)?;
+        std::fs::rename(&prev_tmp, prev_path(path)).map_err(io)?;
+    }
     std::fs::rename(&tmp, path).map_err(io)?;
     if sync {
         if let Some(dir) = path.parent() {
@@ -201,6 +216,12 @@ mod tests {
         assert!(load(&path).unwrap().is_none());
         save(&path, &sample(), true).unwrap();
         assert_eq!(load(&path).unwrap(), Some(sample()));
+        assert!(load(&prev_path(&path)).unwrap().is_none());
+        let mut next = sample();
+        next.next_id = 90;
+        save(&path, &next, false).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(next));
+        assert_eq!(load(&prev_path(&path)).unwrap(), Some(sample()));
         std::fs::write(&path, b"junk").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("receipts.state") && e.contains("4 bytes"), "{e}");

@@ -73,34 +73,40 @@ impl ReceiptStart {
     }
 }
 
-/// Load the chain state of `key` (a missing, damaged or other key's file starts a new chain
-/// from the genesis, saying why), note a period the previous run left with uplinks in it
-/// (the task closes it first), and save the new next uplink id before any is assigned.
+/// Load the chain state of `key` and note a period the previous run left with uplinks in
+/// it (the task closes it first); save the new next uplink id before any is assigned.
+/// A missing or damaged file falls back on the previous generation
+/// ([`receipt_state::prev_path`]): its open period is dropped (it may already be in a
+/// receipt), ids continue [`RESTART_SKIP`] above its next id, and the chain restarts from
+/// the genesis — a new segment for the network (§6.4.3). Without a usable file of this key
+/// a new chain starts from the genesis at id 1.
 pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptStart {
     let state = match receipt_state::load(path) {
-        Ok(Some(s)) if s.key == key => Some(s),
+        Ok(Some(s)) if s.key == key => Loaded::Current(s),
         Ok(Some(_)) => {
             log::warn!(
                 "poc: {} belongs to another key; starting a new receipt chain",
                 path.display()
             );
-            None
+            Loaded::Nothing
         }
-        Ok(None) => None,
+        Ok(None) => previous(path, &key),
         Err(e) => {
-            log::error!("poc: {e}; starting a new receipt chain (the network sees a break)");
+            log::error!("poc: {e}; the receipt chain restarts (the network sees a gap)");
             let _ = std::fs::rename(path, path.with_extension("state.bad"));
-            None
+            previous(path, &key)
         }
     };
+    let genesis = super::receipt::genesis(&key);
     let (chain, next, mut period_start_ms, close_first) = match state {
-        None => (
-            ReceiptChain::from_head(super::receipt::genesis(&key)),
-            1,
+        Loaded::Nothing => (ReceiptChain::from_head(genesis), 1, now_ms, None),
+        Loaded::Previous(next_id) => (
+            ReceiptChain::from_head(genesis),
+            next_id.wrapping_add(RESTART_SKIP),
             now_ms,
             None,
         ),
-        Some(s) => {
+        Loaded::Current(s) => {
             let next = s.next_id.wrapping_add(RESTART_SKIP);
             let chain = ReceiptChain::resume(&s.open);
             if s.open.count > 0 {
@@ -127,6 +133,34 @@ pub fn prepare(path: &std::path::Path, key: PublicKey, now_ms: u64) -> ReceiptSt
         log::error!("poc: cannot save the receipt chain: {e}");
     }
     start
+}
+
+/// What [`prepare`] found.
+enum Loaded {
+    /// The current state of this key.
+    Current(ReceiptState),
+    /// Only the previous generation's next uplink id.
+    Previous(u32),
+    /// Nothing usable.
+    Nothing,
+}
+
+/// The previous generation of the state at `path`, if it is this key's.
+fn previous(path: &std::path::Path, key: &PublicKey) -> Loaded {
+    match receipt_state::load(&receipt_state::prev_path(path)) {
+        Ok(Some(p)) if p.key == *key => {
+            log::warn!(
+                "poc: continuing uplink ids from {}; receipts restart from the genesis as a new segment",
+                receipt_state::prev_path(path).display()
+            );
+            Loaded::Previous(p.next_id)
+        }
+        Ok(_) => Loaded::Nothing,
+        Err(e) => {
+            log::error!("poc: {e}; starting a new receipt chain");
+            Loaded::Nothing
+        }
+    }
 }
 
 fn snapshot(key: &PublicKey, seq: &ReceiptSequencer, period_start_ms: u64) -> ReceiptState {
@@ -309,5 +343,43 @@ mod tests {
         assert_eq!(s.first_id(), 1);
         assert!(path.with_extension("state.bad").exists());
         assert!(receipt_state::load(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_damaged_state_file_falls_back_on_the_previous_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(receipt_state::STATE_FILE_NAME);
+        let key = PublicKey([4; 32]);
+        let mut seq = prepare(&path, key, 1_000).sequencer;
+        for id in 1..=5 {
+            seq.record(id, Outcome::Stored(vec![id as u8]), 1_500);
+        }
+        receipt_state::save(&path, &snapshot(&key, &seq, 1_000), false).unwrap();
+        // The period closes into a receipt, then the file is damaged.
+        let closed = seq.close(1_000, 2_000);
+        receipt_state::save(&path, &snapshot(&key, &seq, 2_000), true).unwrap();
+        std::fs::write(&path, b"damaged").unwrap();
+
+        let s = prepare(&path, key, 3_000);
+        // Ids continue above the previous generation's, the open period there (already in
+        // the receipt) is not closed again, and the chain restarts from the genesis.
+        assert_eq!(s.first_id(), 6 + RESTART_SKIP);
+        assert!(s.close_first.is_none());
+        assert_eq!(s.sequencer.chain().head(), genesis(&key));
+        assert_eq!(s.period_start_ms, 3_000);
+        let mut seq = s.sequencer;
+        seq.record(6 + RESTART_SKIP, Outcome::Stored(vec![9]), 3_500);
+        let next = seq.close(3_000, 4_000);
+        // The network accepts it as a new segment after the receipt it has.
+        let mut ledger = crate::poc::receipt_verify::ReceiptLedger::default();
+        ledger.record(key, &closed);
+        assert_eq!(
+            ledger.check(&key, &next),
+            Ok(crate::poc::receipt_verify::Link::NewSegment)
+        );
+        // Both copies unusable: a new chain from id 1, which overlaps the claimed ids.
+        std::fs::write(&path, b"damaged").unwrap();
+        std::fs::write(receipt_state::prev_path(&path), b"damaged").unwrap();
+        assert_eq!(prepare(&path, key, 5_000).first_id(), 1);
     }
 }

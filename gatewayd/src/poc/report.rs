@@ -32,6 +32,9 @@ pub enum Kind {
     Receipt,
     /// Onboarding statement.
     Onboarding,
+    /// Verdict only, never decoded: a data-transfer receipt accepted as the start of a new
+    /// chain segment after missing receipts (§6.4.3); on the wire it is a receipt.
+    ReceiptNewSegment,
 }
 
 impl Kind {
@@ -39,7 +42,7 @@ impl Kind {
         match self {
             Kind::Beacon => 1,
             Kind::Witness => 2,
-            Kind::Receipt => 3,
+            Kind::Receipt | Kind::ReceiptNewSegment => 3,
             Kind::Onboarding => 4,
         }
     }

@@ -10,6 +10,7 @@ use ring::digest::{digest, SHA256};
 use super::beacon::{self, Window};
 use super::identity::PublicKey;
 use super::receipt::ReceiptError;
+use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
 use super::wire::{CodecError, Position};
 
@@ -219,12 +220,17 @@ pub enum Reason {
         /// Distance.
         distance_m: f64,
     },
-    /// Receipt inconsistent or its chain broken.
+    /// Receipt inconsistent, or its hash chain does not match the uplinks.
     #[error("receipt: {0}")]
     Receipt(ReceiptError),
-    /// Receipt does not continue the key's previous receipt.
-    #[error("receipt chain broken: prev_head is not the previous receipt's head")]
-    ReceiptChainBroken,
+    /// The receipt continues an earlier head of its key that another receipt already
+    /// continues: a second claim from the same point of the chain (§6.4.3).
+    #[error("receipt chain fork: prev_head is an earlier head of this key, already continued by another receipt")]
+    ReceiptFork,
+    /// The receipt's period or uplink ids reach back into what its key already claimed
+    /// (§6.4.3).
+    #[error("receipt overlaps what this key already claimed: {0}")]
+    ReceiptOverlap(String),
 }
 
 /// A forwarded uplink as the network received it: (uplink id, PHYPayload).
@@ -248,12 +254,13 @@ pub struct Verifier {
     policy: Policy,
     entropy: HashMap<Window, [u8; 32]>,
     uplinks: HashMap<(PublicKey, [u8; 32]), Vec<Uplink>>,
+    received: HashMap<PublicKey, Vec<Uplink>>,
     seen: HashSet<[u8; 32]>,
     beacons: HashMap<[u8; 32], KnownBeacon>,
     last_window: HashMap<PublicKey, u64>,
     witnessed: HashSet<([u8; 32], PublicKey)>,
     owners: HashMap<PublicKey, String>,
-    heads: HashMap<PublicKey, [u8; 32]>,
+    receipts: ReceiptLedger,
 }
 
 impl Verifier {
@@ -276,20 +283,28 @@ impl Verifier {
         self.uplinks.insert((key, prev_head), uplinks);
     }
 
+    /// All the uplinks the network received from `key`, in any order, repeats allowed: each
+    /// receipt of the key is checked against those it covers
+    /// ([`select_uplinks`](super::receipt_order::select_uplinks)), unless
+    /// [`Verifier::add_uplinks`] gave its own list for the receipt's `prev_head`.
+    pub fn add_received(&mut self, key: PublicKey, uplinks: Vec<Uplink>) {
+        self.received.entry(key).or_default().extend(uplinks);
+    }
+
     /// The owner the key's valid onboarding statement named, if seen.
     pub fn owner(&self, key: &PublicKey) -> Option<&str> {
         self.owners.get(key).map(String::as_str)
     }
 
-    /// Verify a batch: onboarding statements, then beacons (by window), receipts, then
-    /// witnesses, so that witnesses find their beacon whatever the input order. Verdicts
-    /// come back in input order.
+    /// Verify a batch: onboarding statements, then beacons (by window), receipts (by period
+    /// end, so a key's chain is placed in order), then witnesses, so that witnesses find
+    /// their beacon whatever the input order. Verdicts come back in input order.
     pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<Verdict> {
         let rank = |b: &[u8]| match SignedReport::decode(b).map(|r| r.report) {
             Ok(r) => match r.body {
                 Body::Onboarding(_) => (0, 0),
                 Body::Beacon(b) => (1, b.window.id),
-                Body::Receipt(_) => (2, 0),
+                Body::Receipt(t) => (2, t.period_end_ms),
                 Body::Witness(_) => (3, 0),
             },
             Err(_) => (4, 0),
@@ -349,19 +364,25 @@ impl Verifier {
             Body::Witness(w) => self.witness(key, w),
             Body::Receipt(t) => {
                 t.check_consistent().map_err(Reason::Receipt)?;
-                if let Some(prev) = self.heads.get(&key) {
-                    if *prev != t.prev_head {
-                        return Err(Reason::ReceiptChainBroken);
-                    }
+                let link = self.receipts.check(&key, t)?;
+                // Accepted into the chain: it moves on from this head even when the uplinks
+                // do not match (some were evicted or expired unsent), so one uncreditable
+                // period does not hold up the receipts after it (§6.4).
+                self.receipts.record(key, t);
+                let selected = match self.uplinks.get(&(key, t.prev_head)) {
+                    Some(ups) => Some(ups.clone()),
+                    None => self
+                        .received
+                        .get(&key)
+                        .map(|r| super::receipt_order::select_uplinks(t, r)),
+                };
+                if let Some(ups) = selected {
+                    t.check_uplinks(&ups).map_err(Reason::Receipt)?;
                 }
-                // Linked and signed: the chain continues from this head even when the
-                // uplinks do not match (some were evicted or expired unsent), so one
-                // uncreditable period does not break the receipts after it (§6.4).
-                self.heads.insert(key, t.head);
-                if let Some(ups) = self.uplinks.get(&(key, t.prev_head)) {
-                    t.check_uplinks(ups).map_err(Reason::Receipt)?;
-                }
-                Ok(Kind::Receipt)
+                Ok(match link {
+                    Link::NewSegment => Kind::ReceiptNewSegment,
+                    Link::First | Link::Linked => Kind::Receipt,
+                })
             }
             Body::Onboarding(o) => {
                 self.owners.entry(key).or_insert_with(|| o.owner.clone());
