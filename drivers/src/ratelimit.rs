@@ -41,6 +41,16 @@ impl RateLimiter {
             }
         }
     }
+
+    /// Log `msg` at warn level unless a line of `kind` was logged less than an interval ago;
+    /// the line says how many of that kind were suppressed since the last one.
+    pub fn warn(&mut self, kind: &'static str, msg: &str) {
+        match self.check(kind, Instant::now()) {
+            Some(0) => log::warn!("{msg}"),
+            Some(n) => log::warn!("{msg} ({n} similar messages suppressed)"),
+            None => {}
+        }
+    }
 }
 
 #[cfg(test)]

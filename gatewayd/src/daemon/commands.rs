@@ -3,7 +3,7 @@
 //! (rate-limited) and dropped. The router only moves payloads; each receiver decodes and
 //! rejects what is malformed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use drivers::ratelimit::RateLimiter;
 use tokio::sync::mpsc;
@@ -44,15 +44,7 @@ pub async fn run_router(
     entropy: Option<mpsc::Sender<Vec<u8>>>,
 ) {
     let mut limiter = RateLimiter::new(WARN_INTERVAL);
-    let mut warn = |kind: &'static str, msg: String| {
-        if let Some(suppressed) = limiter.check(kind, Instant::now()) {
-            if suppressed > 0 {
-                log::warn!("{msg} ({suppressed} similar messages suppressed)");
-            } else {
-                log::warn!("{msg}");
-            }
-        }
-    };
+    let mut warn = |kind: &'static str, msg: String| limiter.warn(kind, &msg);
     while let Some(cmd) = commands.recv().await {
         match route(&cmd.kind) {
             Route::Downlink => {

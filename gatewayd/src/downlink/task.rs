@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use chirpstack_api::gw;
 use drivers::radio::Eui64;
@@ -137,13 +137,7 @@ impl DownlinkTask {
     }
 
     fn warn(&mut self, kind: &'static str, msg: String) {
-        if let Some(suppressed) = self.limiter.check(kind, Instant::now()) {
-            if suppressed > 0 {
-                log::warn!("{msg} ({suppressed} similar messages suppressed)");
-            } else {
-                log::warn!("{msg}");
-            }
-        }
+        self.limiter.warn(kind, &msg);
     }
 
     /// Handle one `command/down` payload: returns the ack it stored, or `None` when the

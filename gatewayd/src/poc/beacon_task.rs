@@ -210,13 +210,7 @@ impl BeaconTask {
     }
 
     fn warn(&mut self, kind: &'static str, msg: String) {
-        if let Some(suppressed) = self.limiter.check(kind, Instant::now()) {
-            if suppressed > 0 {
-                log::warn!("{msg} ({suppressed} similar messages suppressed)");
-            } else {
-                log::warn!("{msg}");
-            }
-        }
+        self.limiter.warn(kind, &msg);
     }
 
     fn skip(&mut self, window: Window, reason: SkipReason) {
