@@ -130,16 +130,7 @@ impl ReceiptChain {
 
     /// Close the period into a receipt; the chain continues from its head.
     pub fn close(&mut self, period_start_ms: u64, period_end_ms: u64) -> TransferReceipt {
-        let r = TransferReceipt {
-            period_start_ms,
-            period_end_ms,
-            count: self.count,
-            bytes: self.bytes,
-            first_uplink_id: self.first,
-            last_uplink_id: self.last,
-            prev_head: self.start_head,
-            head: self.head,
-        };
+        let r = self.snapshot(period_start_ms, period_end_ms);
         *self = ReceiptChain::from_head(self.head);
         r
     }
