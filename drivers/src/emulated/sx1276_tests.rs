@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::tests::{frame, health, up};
 use super::*;
 use crate::lora_phy::{spawn, LoraPhySettings, Sx127xConfig};
 use crate::radio::{
-    CodeRate, CrcStatus, Modulation, Radio, RadioEvent, RadioHealth, RxFrame, TxRequest, TxStatus,
-    TxTiming,
+    CodeRate, CrcStatus, Modulation, Radio, RadioHealth, TxRequest, TxStatus, TxTiming,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -28,35 +28,6 @@ async fn start(air: &EmulatedAir) -> (Radio, CancellationToken) {
         .await
         .unwrap();
     (radio, stop)
-}
-
-async fn health(radio: &mut Radio) -> RadioHealth {
-    loop {
-        match tokio::time::timeout(WAIT, radio.events.recv()).await {
-            Ok(Some(RadioEvent::Health(h))) => return h,
-            Ok(Some(_)) => continue,
-            other => panic!("no health event: {other:?}"),
-        }
-    }
-}
-
-async fn up(air: &EmulatedAir, radio: &mut Radio) {
-    assert_eq!(health(radio).await, RadioHealth::Up);
-    assert!(air.wait_mode(Mode::Rx, WAIT).await, "chip not in RX");
-}
-
-async fn frame(radio: &mut Radio) -> RxFrame {
-    loop {
-        match tokio::time::timeout(WAIT, radio.events.recv()).await {
-            Ok(Some(RadioEvent::Uplinks { mut frames, .. })) => {
-                assert_eq!(frames.len(), 1);
-                return frames.remove(0);
-            }
-            Ok(Some(RadioEvent::Health(h))) => panic!("unexpected health event {h:?}"),
-            Ok(Some(_)) => continue,
-            other => panic!("no uplink: {other:?}"),
-        }
-    }
 }
 
 fn downlink(power_dbm: i8) -> TxRequest {

@@ -33,7 +33,7 @@ async fn start() -> (EmulatedAir, Radio, CancellationToken) {
     (air, radio, stop)
 }
 
-async fn health(radio: &mut Radio) -> RadioHealth {
+pub(super) async fn health(radio: &mut Radio) -> RadioHealth {
     loop {
         match tokio::time::timeout(WAIT, radio.events.recv()).await {
             Ok(Some(RadioEvent::Health(h))) => return h,
@@ -43,12 +43,12 @@ async fn health(radio: &mut Radio) -> RadioHealth {
     }
 }
 
-async fn up(air: &EmulatedAir, radio: &mut Radio) {
+pub(super) async fn up(air: &EmulatedAir, radio: &mut Radio) {
     assert_eq!(health(radio).await, RadioHealth::Up);
     assert!(air.wait_mode(Mode::Rx, WAIT).await, "chip not in RX");
 }
 
-async fn frame(radio: &mut Radio) -> RxFrame {
+pub(super) async fn frame(radio: &mut Radio) -> RxFrame {
     loop {
         match tokio::time::timeout(WAIT, radio.events.recv()).await {
             Ok(Some(RadioEvent::Uplinks {
