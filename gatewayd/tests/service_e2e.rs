@@ -23,20 +23,30 @@ fn wait_for(what: &str, wait: Duration, mut f: impl FnMut() -> bool) {
 
 /// Datagrams received on the notify socket, as text.
 fn drain(sock: &UnixDatagram, into: &mut Vec<String>) {
+    let mut timed = Vec::new();
+    pings(sock, &mut timed);
+    into.extend(timed.into_iter().map(|(_, m)| m));
+}
+
+/// Datagrams received on the notify socket, as text with the instant each was read.
+fn pings(sock: &UnixDatagram, got: &mut Vec<(Instant, String)>) {
     let mut buf = [0u8; 4096];
     while let Ok(n) = sock.recv(&mut buf) {
-        into.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        got.push((
+            Instant::now(),
+            String::from_utf8_lossy(&buf[..n]).to_string(),
+        ));
     }
 }
 
-#[test]
-fn sd_notify_ready_status_watchdog_stopping() {
-    let broker = Mosquitto::start();
+/// The daemon with a notify socket the test bound (non-blocking) and a 2 s watchdog, so it
+/// pings every second; the temp dir holds the socket.
+fn notified_daemon(broker: &Mosquitto) -> (Daemon, UnixDatagram, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_nonblocking(true).unwrap();
-    let mut daemon = Daemon::start_env(
+    let daemon = Daemon::start_env(
         broker.port(),
         "id = \"0102030405060708\"",
         "",
@@ -45,6 +55,13 @@ fn sd_notify_ready_status_watchdog_stopping() {
             ("WATCHDOG_USEC", "2000000"),
         ],
     );
+    (daemon, sock, dir)
+}
+
+#[test]
+fn sd_notify_ready_status_watchdog_stopping() {
+    let broker = Mosquitto::start();
+    let (mut daemon, sock, _dir) = notified_daemon(&broker);
     let mut got = Vec::new();
     wait_for("READY=1", WAIT, || {
         drain(&sock, &mut got);
@@ -334,33 +351,10 @@ fn identity_key_is_created_0600_and_an_unsafe_one_stops_the_daemon() {
     assert!(err.contains("identity.pk8"), "{err}");
 }
 
-/// Times (since `t0`) at which WATCHDOG=1 arrived, draining the socket into `got`.
-fn pings(sock: &UnixDatagram, got: &mut Vec<(Instant, String)>) {
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = sock.recv(&mut buf) {
-        got.push((
-            Instant::now(),
-            String::from_utf8_lossy(&buf[..n]).to_string(),
-        ));
-    }
-}
-
 #[test]
 fn a_stuck_outbox_stops_the_watchdog_pings_until_it_recovers() {
     let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_nonblocking(true).unwrap();
-    let mut daemon = Daemon::start_env(
-        broker.port(),
-        "id = \"0102030405060708\"",
-        "",
-        &[
-            ("NOTIFY_SOCKET", path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "2000000"),
-        ],
-    );
+    let (mut daemon, sock, _dir) = notified_daemon(&broker);
     let mut got: Vec<(Instant, String)> = Vec::new();
     let watchdog_pings = |got: &[(Instant, String)]| {
         got.iter()
