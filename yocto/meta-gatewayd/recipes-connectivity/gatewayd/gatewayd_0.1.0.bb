@@ -29,6 +29,11 @@ CARGO_SRC_DIR = "gatewayd"
 CARGO_BUILD_FLAGS += "--package gatewayd"
 # Rust >= 1.89 (the workspace's rust-version); see the layer README.
 
+# The targets the daemon is built and tested for (aarch64 and armv7 under qemu in CI, x86-64
+# natively); Raspberry Pi machines of meta-raspberrypi are aarch64 or arm. ARMv6 (Pi Zero/1)
+# builds with Yocto's own tuned toolchain but is not tested.
+COMPATIBLE_HOST = "(aarch64|arm|x86_64).*-linux"
+
 USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "--system spi; --system gpio; --system dialout"
 USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/gatewayd --no-create-home \
