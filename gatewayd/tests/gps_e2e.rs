@@ -74,7 +74,12 @@ fn uplinks_carry_gps_location_and_time_while_the_gps_has_a_fix() {
         .and_then(|u| u.rx_info.clone())
         .unwrap_or_else(|| panic!("no uplink:\n{}", daemon.log()));
     let loc = rx.location.expect("a location");
-    assert_eq!(loc.source(), LocationSource::Gps, "{loc:?}");
+    assert_eq!(
+        loc.source(),
+        LocationSource::Gps,
+        "{loc:?}; daemon log:\n{}",
+        daemon.log()
+    );
     assert!(
         (loc.latitude - 48.1173).abs() < 1e-4 && (loc.longitude - 11.516_667).abs() < 1e-4,
         "{loc:?}"
