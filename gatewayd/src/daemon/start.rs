@@ -227,6 +227,7 @@ pub(super) async fn start(
         downlink: Mutex::new(None),
         receipts: Mutex::new(None),
         beacon: Mutex::new(None),
+        radio_counters: radio.counters.clone(),
     });
     heartbeat
         .register(

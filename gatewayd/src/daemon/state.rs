@@ -45,6 +45,8 @@ pub struct DaemonState {
     pub receipts: Mutex<Option<Arc<crate::poc::receipt_task::ReceiptCounters>>>,
     /// Beacons sent and skipped (set once the beacon task runs).
     pub beacon: Mutex<Option<Arc<crate::poc::beacon_task::BeaconCounters>>>,
+    /// The radio backend's own counters.
+    pub radio_counters: drivers::radio::RadioCounters,
 }
 
 impl DaemonState {
@@ -164,6 +166,7 @@ impl DaemonState {
             ..Default::default()
         }
         .with_beacons(self.beacon.lock().ok().and_then(|g| g.clone()))
+        .with_radio_counters(&self.radio_counters)
     }
 
     /// Record the beacon task's counters (`None`: beaconing is off).
@@ -237,6 +240,23 @@ impl StatusSnapshot {
                 .map(|(r, n)| (r.to_string(), n))
                 .collect();
         }
+        self
+    }
+}
+
+impl StatusSnapshot {
+    /// The radio backend's counters as name/value pairs.
+    fn with_radio_counters(mut self, counters: &drivers::radio::RadioCounters) -> StatusSnapshot {
+        self.radio_counters = counters
+            .snapshot()
+            .into_iter()
+            .map(|c| crate::service::status::BackendCounter {
+                family: c.family.to_string(),
+                reason: c.reason.map(str::to_string),
+                value: c.value,
+                help: c.help.to_string(),
+            })
+            .collect();
         self
     }
 }

@@ -76,6 +76,24 @@ pub struct StatusSnapshot {
     pub outbox_expired: Vec<ClassCount>,
     /// Messages evicted to respect the outbox bound, per class, since start.
     pub outbox_evicted: Vec<ClassCount>,
+    /// The radio backend's own counters since start (GWMP: `gwmp_rejected` by reason, …).
+    pub radio_counters: Vec<BackendCounter>,
+}
+
+/// One counter of the radio backend (`/metrics`: `gatewayd_<family>_total{reason="…"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackendCounter {
+    /// The family, snake_case (`gwmp_rejected`, `gwmp_datagrams`, …).
+    pub family: String,
+    /// The reason, for families split by reason (`bad_json`, `too_short`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The count.
+    pub value: u64,
+    /// What the family counts (the metrics' HELP line; not part of the JSON).
+    #[serde(skip)]
+    pub help: String,
 }
 
 /// A count for one outbox class.
@@ -530,9 +548,29 @@ pub fn render(s: &StatusSnapshot) -> String {
             }
         },
     );
+    for (family, reasons) in backend_reasons(&s.radio_counters) {
+        row(&family.replace('_', " "), reasons);
+    }
     let mut text = out.join("\n");
     text.push('\n');
     text
+}
+
+/// `(family, "reason n, …")` for each backend family split by reason with a non-zero count.
+fn backend_reasons(counters: &[BackendCounter]) -> Vec<(String, String)> {
+    let mut by_family: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    for c in counters {
+        if let (Some(reason), true) = (&c.reason, c.value > 0) {
+            by_family
+                .entry(&c.family)
+                .or_default()
+                .insert(reason.clone(), c.value);
+        }
+    }
+    by_family
+        .into_iter()
+        .map(|(f, counts)| (f.to_string(), nonzero(&counts)))
+        .collect()
 }
 
 /// The one-line summary (systemd's STATUS=): radio, MQTT, uplinks, outbox, transmissions.
