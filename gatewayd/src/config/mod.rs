@@ -1,6 +1,7 @@
 //! Configuration: the TOML file is parsed into raw values ([`raw`]), validated, and built into
-//! the runtime [`Config`]. Every error names the file and the key.
+//! the runtime [`Config`]. Every error names the file, the line and the key.
 
+mod locate;
 mod mqtt;
 pub mod poc;
 // Raw fields mirror the keys documented in the example config.
@@ -35,26 +36,46 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text.
+    #[error(
+        "{file}:{line}:{column}: {}byte 0x{byte:02x} is not valid UTF-8; save the file as UTF-8",
+        key_prefix(key)
+    )]
+    Encoding {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line of the first bad byte.
+        line: usize,
+        /// 1-based column (in bytes) of the first bad byte.
+        column: usize,
+        /// The first bad byte.
+        byte: u8,
+        /// The dotted key whose value holds it (empty in a comment or outside any value).
+        key: String,
+    },
     /// The file is not valid TOML or a value has the wrong type or an unknown key.
-    #[error("{file}:{line}:{column}: {}{message}", key_prefix(key))]
+    #[error("{}: {}{message}", at_column(file, *line, *column), key_prefix(key))]
     Parse {
         /// The file.
         file: PathBuf,
         /// 1-based line of the offending text (0 when unknown).
         line: usize,
-        /// 1-based column.
+        /// 1-based column (0 when unknown).
         column: usize,
         /// The dotted key (empty for a syntax error outside any key).
         key: String,
         /// What is wrong.
         message: String,
     },
-    /// A value is well-formed but not acceptable.
-    #[error("{file}: key `{key}`: {message}")]
+    /// A value is well-formed but not acceptable (or a key it needs is missing).
+    #[error("{}: key `{key}`: {message}", at_line(file, *line))]
     Invalid {
         /// The file.
         file: PathBuf,
-        /// The dotted key.
+        /// 1-based line of the key's value, or of the table that lacks the key (0: unknown,
+        /// filled in by [`Config::from_toml`]).
+        line: usize,
+        /// The dotted key (`[i]` for an array element).
         key: String,
         /// What is wrong.
         message: String,
@@ -223,17 +244,72 @@ pub struct UplinkConfig {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             file: path.to_path_buf(),
             source,
         })?;
+        let text = utf8(bytes, path)?;
         Config::from_toml(&text, path)
     }
 
     /// Parse and validate config text; `file` is used in messages and for relative paths.
     pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let raw = parse_raw(text, file)?;
-        build(raw, file)
+        build(raw, file).map_err(|e| e.located(text))
+    }
+}
+
+/// The file's text, or where its first byte that is not UTF-8 is.
+fn utf8(bytes: Vec<u8>, file: &Path) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let byte = e.as_bytes()[offset];
+        let lossy = String::from_utf8_lossy(e.as_bytes());
+        let (line, column) = locate::line_col(&lossy, offset);
+        ConfigError::Encoding {
+            file: file.to_path_buf(),
+            line,
+            column,
+            byte,
+            key: locate::key_at(&lossy, offset).unwrap_or_default(),
+        }
+    })
+}
+
+impl ConfigError {
+    /// Fill in the line of a validation error from the key's place in `text`.
+    fn located(self, text: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                file,
+                line: 0,
+                key,
+                message,
+            } => ConfigError::Invalid {
+                line: locate::key_line(text, &key).unwrap_or(0),
+                file,
+                key,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `file:line:column`, leaving out what is unknown (0).
+fn at_column(file: &Path, line: usize, column: usize) -> String {
+    match column {
+        0 => at_line(file, line),
+        c => format!("{}:{c}", at_line(file, line)),
+    }
+}
+
+/// `file:line` (or `file` when the line is unknown).
+fn at_line(file: &Path, line: usize) -> String {
+    if line == 0 {
+        file.display().to_string()
+    } else {
+        format!("{}:{line}", file.display())
     }
 }
 
@@ -243,16 +319,21 @@ fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.message().to_string();
-        let (line, column) = inner
-            .span()
-            .map(|span| line_col(text, span.start))
-            .unwrap_or((0, 0));
         // serde_path_to_error already ends the path with an unknown key's name.
         let key = match unknown_field(&message) {
             Some(field) if path == "." || path.is_empty() => field.to_string(),
             Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
             None if path == "." => String::new(),
             _ => path,
+        };
+        let (line, column) = match inner.span() {
+            Some(span) => locate::line_col(text, span.start),
+            None => (locate::key_line(text, &key).unwrap_or(0), 0),
+        };
+        // A syntax error has no key: say which table it is in.
+        let message = match locate::table_before(text, line) {
+            Some(table) if key.is_empty() => format!("{message} (in table [{table}])"),
+            _ => message,
         };
         ConfigError::Parse {
             file: file.to_path_buf(),
@@ -277,13 +358,6 @@ fn unknown_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, column)
-}
-
 struct Builder<'a> {
     file: &'a Path,
 }
@@ -292,6 +366,7 @@ impl Builder<'_> {
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_path_buf(),
+            line: 0,
             key: key.to_string(),
             message: message.into(),
         }
@@ -321,7 +396,11 @@ impl Builder<'_> {
     ) -> Result<Vec<Prefix>, ConfigError> {
         values
             .iter()
-            .map(|v| parse_prefix(v, width).map_err(|m| self.invalid(key, format!("{v:?}: {m}"))))
+            .enumerate()
+            .map(|(i, v)| {
+                parse_prefix(v, width)
+                    .map_err(|m| self.invalid(&format!("{key}[{i}]"), format!("{v:?}: {m}")))
+            })
             .collect()
     }
 }

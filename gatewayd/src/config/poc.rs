@@ -72,6 +72,7 @@ impl PocConfig {
 pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid {
         file: file.to_path_buf(),
+        line: 0,
         key: key.to_string(),
         message,
     };
