@@ -333,6 +333,19 @@ fn tx_gate(
     };
     let guard =
         Guard::new(region, settings, ledger).map_err(|e| DaemonError::Guard(e.to_string()))?;
+    // Airtime is charged on the ledger's own timeline, which wall-clock steps do not move.
+    let (guard, resumed) = guard
+        .with_ledger_clock(
+            std::sync::Arc::new(crate::guard::KernelClock),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| DaemonError::Guard(e.to_string()))?;
+    if resumed == crate::guard::Resumed::AfterReboot {
+        log::info!(
+            "duty cycle: the machine rebooted since the last transmission; the airtime of the \
+             hour before counts as if no time had passed (the wall clock cannot tell)"
+        );
+    }
     // Longer than any backend's own wait (the GWMP TX_ACK timeout is 2 s).
     Ok(TxGate::new(guard, control, Duration::from_secs(5)))
 }
