@@ -147,10 +147,17 @@ pub(super) async fn start(
             return Err(e);
         }
     };
+    // Reports are signed with GPS time, else with the local clock only while it is trusted.
+    let clock_sync: Arc<dyn crate::timesync::SyncCheck> = if config.poc.trust_local_clock {
+        Arc::new(crate::timesync::TrustLocalClock)
+    } else {
+        Arc::new(crate::timesync::KernelSync)
+    };
     let whereabouts = Whereabouts::new(
         config.gateway.location,
         gps.as_ref().map(|g| g.state.clone()),
-    );
+    )
+    .with_clock_sync(clock_sync);
 
     // Service endpoints are bound while we may still be root; then privileges go.
     let service_token = CancellationToken::new();

@@ -167,6 +167,7 @@ impl DaemonState {
         }
         .with_beacons(self.beacon.lock().ok().and_then(|g| g.clone()))
         .with_radio_counters(&self.radio_counters)
+        .with_time(self)
     }
 
     /// Record the beacon task's counters (`None`: beaconing is off).
@@ -245,6 +246,22 @@ impl StatusSnapshot {
 }
 
 impl StatusSnapshot {
+    /// The report time source, witnesses skipped and receipts held for want of it.
+    fn with_time(mut self, state: &DaemonState) -> StatusSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.time_source = Some(state.whereabouts.clock_status().as_str().to_string());
+        if let Some(w) = state.witness.lock().ok().and_then(|g| g.clone()) {
+            self.witnesses_skipped.insert(
+                "clock_unsynchronized".to_string(),
+                w.skipped_unsynchronized.load(Relaxed),
+            );
+        }
+        if let Some(r) = state.receipts.lock().ok().and_then(|g| g.clone()) {
+            self.receipts_held_total = Some(r.held.load(Relaxed));
+        }
+        self
+    }
+
     /// The radio backend's counters as name/value pairs.
     fn with_radio_counters(mut self, counters: &drivers::radio::RadioCounters) -> StatusSnapshot {
         self.radio_counters = counters

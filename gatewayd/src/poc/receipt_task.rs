@@ -2,11 +2,17 @@
 //! chain in uplink-id order ([`ReceiptSequencer`]), keeps the chain state file current, and
 //! every interval signs a data-transfer receipt into the outbox (class PoC, expiring at its
 //! deadline) for `event/receipt`. A restart ends the open period (docs §6.4).
+//!
+//! Receipts are signed only with a trusted time (GPS, or a local clock the kernel reports
+//! synchronized: [`crate::timesync`]). While there is none, the period is held open (the
+//! chain goes on, nothing is lost) and closed at the first period tick with a trusted time;
+//! a period opened under an untrusted clock then starts no earlier than the monotonic clock
+//! says it opened. Held ticks are counted.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -40,6 +46,8 @@ pub struct ReceiptCounters {
     pub failures: AtomicU64,
     /// Unix ms of the last receipt (0: none yet).
     pub last_ms: AtomicU64,
+    /// Period ends (and restarts) at which the receipt was held: no trusted time.
+    pub held: AtomicU64,
 }
 
 /// Where and how receipts go.
@@ -53,6 +61,8 @@ pub struct ReceiptSettings {
     pub topic: String,
     /// The chain state file.
     pub state_path: PathBuf,
+    /// Where the time comes from, and whether it can be trusted.
+    pub clock: crate::position::Whereabouts,
 }
 
 /// The chain as found at startup.
@@ -193,11 +203,23 @@ pub async fn run_receipts(
             log::error!("poc: cannot save the receipt chain: {e}");
         }
     };
+    let trusted = || settings.clock.clock_status().trusted();
+    // When the open period began, by the monotonic clock, and whether the wall clock could
+    // be trusted then.
+    let mut opened = Instant::now();
+    let mut opened_trusted = trusted();
     if let Some((start_ms, end_ms)) = close_first {
-        let r = sequencer.close(start_ms, end_ms);
-        period_start_ms = end_ms;
-        save(&sequencer, period_start_ms, true);
-        publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
+        if opened_trusted {
+            let r = sequencer.close(start_ms, end_ms);
+            period_start_ms = end_ms;
+            save(&sequencer, period_start_ms, true);
+            publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
+        } else {
+            // Held: the period before the restart stays open until the time can be trusted.
+            counters.held.fetch_add(1, Ordering::Relaxed);
+            log::warn!("poc: receipts held until the clock is synchronized (GPS fix or NTP)");
+            period_start_ms = start_ms;
+        }
     }
     let mut period = tokio::time::interval(settings.interval);
     period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,9 +247,22 @@ pub async fn run_receipts(
                 }
             }
             _ = period.tick() => {
+                if !trusted() {
+                    if counters.held.fetch_add(1, Ordering::Relaxed) == 0 {
+                        log::warn!("poc: receipts held until the clock is synchronized (GPS fix or NTP)");
+                    }
+                    continue;
+                }
                 let end_ms = unix_ms(SystemTime::now()).max(period_start_ms);
-                let r = sequencer.close(period_start_ms, end_ms);
+                let start_ms = if opened_trusted {
+                    period_start_ms
+                } else {
+                    let age = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    end_ms.saturating_sub(age).max(period_start_ms)
+                };
+                let r = sequencer.close(start_ms, end_ms);
                 period_start_ms = end_ms;
+                (opened, opened_trusted) = (Instant::now(), true);
                 // The state moves on before the receipt is stored: a crash in between loses
                 // this receipt (a visible break), never signs two receipts for one period.
                 save(&sequencer, period_start_ms, true);

@@ -267,6 +267,40 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         "Transmissions the regulatory guard refused, by reason.",
         &labelled("reason", g.map(|g| &g.refusals)),
     );
+    metric(
+        "gatewayd_time_source",
+        "gauge",
+        "Where the time of signed reports comes from (1 for the current source).",
+        &s.time_source
+            .as_ref()
+            .map(|now| {
+                ["gps", "ntp-synced", "trusted", "unsynchronized"]
+                    .iter()
+                    .map(|src| {
+                        (
+                            format!("{{source=\"{src}\"}}"),
+                            f64::from(u8::from(now == src)),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
+    metric(
+        "gatewayd_witnesses_skipped_total",
+        "counter",
+        "Beacons heard but not witnessed, by reason.",
+        &labelled(
+            "reason",
+            Some(&s.witnesses_skipped).filter(|m| !m.is_empty()),
+        ),
+    );
+    metric(
+        "gatewayd_receipts_held_total",
+        "counter",
+        "Receipt period ends held because there was no trusted time.",
+        &u(s.receipts_held_total),
+    );
     for (family, help, samples) in backend_families(&s.radio_counters) {
         metric(
             &format!("gatewayd_{family}_total"),

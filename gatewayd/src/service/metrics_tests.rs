@@ -127,6 +127,13 @@ fn backend_counters_are_counter_families_with_reasons() {
         1
     );
     assert!(text.contains("# HELP gatewayd_gwmp_rejected_total help of gwmp_rejected"));
+    assert_eq!(m["gatewayd_time_source{source=\"unsynchronized\"}"], 1.0);
+    assert_eq!(m["gatewayd_time_source{source=\"gps\"}"], 0.0);
+    assert_eq!(
+        m["gatewayd_witnesses_skipped_total{reason=\"clock_unsynchronized\"}"],
+        4.0
+    );
+    assert_eq!(m["gatewayd_receipts_held_total"], 2.0);
     // A backend without counters (lora_phy, sim) adds no family.
     assert!(!render_metrics(&StatusSnapshot::default()).contains("gwmp"));
 }

@@ -78,6 +78,13 @@ pub struct StatusSnapshot {
     pub outbox_evicted: Vec<ClassCount>,
     /// The radio backend's own counters since start (GWMP: `gwmp_rejected` by reason, …).
     pub radio_counters: Vec<BackendCounter>,
+    /// Where the time of signed reports comes from: `gps`, `ntp-synced`, `trusted` (by
+    /// configuration) or `unsynchronized` (reports held or skipped).
+    pub time_source: Option<String>,
+    /// Beacons heard but not witnessed, by reason (`clock_unsynchronized`).
+    pub witnesses_skipped: BTreeMap<String, u64>,
+    /// Receipt period ends held because there was no trusted time.
+    pub receipts_held_total: Option<u64>,
 }
 
 /// One counter of the radio backend (`/metrics`: `gatewayd_<family>_total{reason="…"}`).
@@ -445,6 +452,13 @@ pub fn render(s: &StatusSnapshot) -> String {
         );
     }
     row("last witness", ago(s.last_witness_age_seconds));
+    if let Some(source) = &s.time_source {
+        let mut v = source.clone();
+        if source == "unsynchronized" {
+            v.push_str(" (no GPS fix, NTP not synchronized: beacons skipped, witnesses not made, receipts held)");
+        }
+        row("report time", v);
+    }
     if let Some(n) = s.receipts_total {
         row(
             "receipts",

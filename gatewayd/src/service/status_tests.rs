@@ -100,6 +100,11 @@ pub(crate) fn sample() -> StatusSnapshot {
             backend_counter("gwmp_rejected", Some("too_short"), 1),
             backend_counter("gwmp_rejected", Some("bad_stat"), 0),
         ],
+        time_source: Some("unsynchronized".into()),
+        witnesses_skipped: [("clock_unsynchronized".to_string(), 4)]
+            .into_iter()
+            .collect(),
+        receipts_held_total: Some(2),
     }
 }
 
@@ -155,6 +160,7 @@ fn human_view_shows_every_figure() {
         "receipts        4 (321 uplinks), last 2m 0s ago; 3 ids given up, 1 failed",
         "expired unsent  2 poc",
         "gwmp rejected   bad_json 2, too_short 1",
+        "report time     unsynchronized (no GPS fix",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
