@@ -417,4 +417,77 @@ mod tests {
         std::fs::write(receipt_state::prev_path(&path), b"damaged").unwrap();
         assert_eq!(prepare(&path, key, 5_000).first_id(), 1);
     }
+
+    /// Wait (bounded, 10 s) until `f` holds.
+    async fn wait_for(what: &str, f: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_are_held_while_the_clock_is_unsynchronized() {
+        use crate::timesync::ManualSync;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(receipt_state::STATE_FILE_NAME);
+        let signer = Arc::new(crate::poc::test_support::SeedSigner::new(5));
+        // The task starts at a 1970 clock (a Pi without RTC).
+        let start = prepare(&path, signer.public_key(), 1_000);
+        let first = start.first_id();
+        let outbox = OutboxHandle::open(&crate::config::OutboxConfig {
+            path: dir.path().join("outbox.sqlite"),
+            max_bytes: 1 << 20,
+            uplink_expiry: None,
+            stats_expiry: None,
+            commit_delay: Duration::from_millis(1),
+        })
+        .unwrap();
+        let sync = Arc::new(ManualSync::new(false));
+        let settings = ReceiptSettings {
+            interval: Duration::from_millis(100),
+            validity: Duration::from_secs(600),
+            topic: "eu868/gateway/0102030405060708/event/receipt".into(),
+            state_path: path.clone(),
+            clock: crate::position::Whereabouts::new(None, None).with_clock_sync(sync.clone()),
+        };
+        let counters = Arc::new(ReceiptCounters::default());
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(run_receipts(
+            start,
+            rx,
+            signer,
+            outbox.clone(),
+            settings,
+            counters.clone(),
+        ));
+        tx.send((first, Outcome::Stored(vec![1, 2, 3])))
+            .await
+            .unwrap();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        wait_for("held periods", || load(&counters.held) >= 3).await;
+        assert_eq!(load(&counters.receipts), 0);
+        assert_eq!(
+            outbox.stats().await.unwrap().messages(),
+            0,
+            "nothing signed"
+        );
+
+        // NTP synchronizes the clock: the held period closes, covering the uplink, and
+        // starts when it opened by the monotonic clock, not in 1970.
+        sync.set(true);
+        wait_for("a receipt", || load(&counters.receipts) >= 1).await;
+        let stored = outbox.next(10).await.unwrap();
+        let signed = crate::poc::SignedReport::decode(&stored[0].payload).unwrap();
+        let Body::Receipt(r) = signed.report.body else {
+            panic!("a receipt");
+        };
+        assert_eq!((r.count, r.first_uplink_id), (1, first));
+        let now = unix_ms(SystemTime::now());
+        assert!(r.period_start_ms > now - 60_000, "restamped: {r:?}");
+        assert!(r.period_start_ms <= r.period_end_ms && r.period_end_ms <= now);
+        drop(tx);
+        task.await.unwrap();
+    }
 }
