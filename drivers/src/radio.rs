@@ -5,6 +5,7 @@
 //! [`RadioEvent`]s and a cloneable [`RadioControl`] for transmissions. The daemon never
 //! knows which backend it drives.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
@@ -372,6 +373,51 @@ impl RadioControl {
     }
 }
 
+/// One counter a backend keeps, as the daemon exports it without knowing the backend:
+/// `/metrics` shows it as `gatewayd_<family>_total{reason="<reason>"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSample {
+    /// The metric family, snake_case, without the `gatewayd_` prefix or `_total` suffix
+    /// (`gwmp_rejected`, `gwmp_datagrams`).
+    pub family: &'static str,
+    /// The `reason` label when the family is split by reason (snake_case).
+    pub reason: Option<&'static str>,
+    /// One line saying what the family counts (the same for every sample of a family).
+    pub help: &'static str,
+    /// The count since the backend started.
+    pub value: u64,
+}
+
+/// Something that can list a backend's counters at any moment, from any thread.
+pub trait CounterSource: Send + Sync + std::fmt::Debug {
+    /// The counters now, in a stable order (samples of one family together).
+    fn counter_samples(&self) -> Vec<CounterSample>;
+}
+
+/// Cloneable read handle on a backend's counters; empty for a backend that keeps none.
+#[derive(Debug, Clone, Default)]
+pub struct RadioCounters(Option<Arc<dyn CounterSource>>);
+
+impl RadioCounters {
+    /// Counters read from `source`.
+    pub fn new(source: Arc<dyn CounterSource>) -> RadioCounters {
+        RadioCounters(Some(source))
+    }
+
+    /// No counters (backends that report only [`RadioStats`]).
+    pub fn none() -> RadioCounters {
+        RadioCounters(None)
+    }
+
+    /// The counters now (empty when the backend keeps none).
+    pub fn snapshot(&self) -> Vec<CounterSample> {
+        self.0
+            .as_ref()
+            .map(|s| s.counter_samples())
+            .unwrap_or_default()
+    }
+}
+
 /// A running radio backend as the daemon sees it.
 #[derive(Debug)]
 pub struct Radio {
@@ -381,6 +427,8 @@ pub struct Radio {
     pub control: RadioControl,
     /// What the backend can do.
     pub capabilities: RadioCapabilities,
+    /// The backend's own counters (rejected datagrams, …), for status and metrics.
+    pub counters: RadioCounters,
 }
 
 #[cfg(test)]

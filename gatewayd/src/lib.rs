@@ -33,3 +33,4 @@ pub mod poc;
 pub mod position;
 pub mod region;
 pub mod service;
+pub mod timesync;

@@ -2,6 +2,7 @@
 //! GPS time only while the GPS has a fix. Read by the pipeline (uplink metadata), stats and
 //! proof of coverage; cheap to clone.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drivers::gps::{GpsState, GpsStatus};
@@ -9,6 +10,8 @@ use tokio::sync::watch;
 
 use crate::chirpstack::{LocationSource, SourcedLocation};
 use crate::config::Location;
+use crate::poc::wire::TimeSource;
+use crate::timesync::{ClockStatus, SyncCheck, TrustLocalClock};
 
 /// GPS epoch (1980-01-06) as seconds since the Unix epoch.
 pub const GPS_EPOCH_UNIX_SECS: u64 = 315_964_800;
@@ -20,12 +23,45 @@ pub const GPS_LEAP_SECONDS: u64 = 18;
 pub struct Whereabouts {
     fixed: Option<Location>,
     gps: Option<watch::Receiver<GpsState>>,
+    sync: Arc<dyn SyncCheck>,
 }
 
 impl Whereabouts {
-    /// From the configured location and, when a GPS is configured, its state.
+    /// From the configured location and, when a GPS is configured, its state. The local
+    /// clock is trusted until [`Whereabouts::with_clock_sync`] says how to check it.
     pub fn new(fixed: Option<Location>, gps: Option<watch::Receiver<GpsState>>) -> Whereabouts {
-        Whereabouts { fixed, gps }
+        Whereabouts {
+            fixed,
+            gps,
+            sync: Arc::new(TrustLocalClock),
+        }
+    }
+
+    /// Check the local clock's synchronization with `sync` (the daemon: the kernel's).
+    pub fn with_clock_sync(mut self, sync: Arc<dyn SyncCheck>) -> Whereabouts {
+        self.sync = sync;
+        self
+    }
+
+    /// Where report times come from now: GPS while it has a fix, else the local clock's
+    /// synchronization status.
+    pub fn clock_status(&self) -> ClockStatus {
+        match self.gps_time(Instant::now()) {
+            Some(_) => ClockStatus::Gps,
+            None => self.sync.local_clock(),
+        }
+    }
+
+    /// The time to put in a signed report, and its source; `None` while there is no
+    /// trustworthy time (no GPS fix and an unsynchronized local clock).
+    pub fn report_time(&self) -> Option<(SystemTime, TimeSource)> {
+        if let Some(t) = self.gps_time(Instant::now()) {
+            return Some((t, TimeSource::Gps));
+        }
+        self.sync
+            .local_clock()
+            .trusted()
+            .then(|| (SystemTime::now(), TimeSource::Local))
     }
 
     /// The GPS state, when a GPS is configured.

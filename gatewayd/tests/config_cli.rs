@@ -1,9 +1,14 @@
 //! `gatewayd check-config` through the real binary: 0 for a valid file, non-zero with a message
-//! naming the file and the key for each kind of error.
+//! naming the file, the line and the key for each kind of error.
 
 use std::process::Command;
 
-fn check(text: &str) -> (bool, String) {
+fn check(text: impl AsRef<[u8]>) -> (bool, String) {
+    check_at(text).1
+}
+
+/// Run check-config on `text`; returns the file's path and (success, output).
+fn check_at(text: impl AsRef<[u8]>) -> (String, (bool, String)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatewayd.toml");
     std::fs::write(&path, text).unwrap();
@@ -19,7 +24,7 @@ fn check(text: &str) -> (bool, String) {
         text.contains(&path.display().to_string()),
         "message names the file: {text}"
     );
-    (out.status.success(), text)
+    (path.display().to_string(), (out.status.success(), text))
 }
 
 #[test]
@@ -42,6 +47,48 @@ fn each_kind_of_error_exits_non_zero_naming_the_key() {
         let (ok, out) = check(text);
         assert!(!ok, "{text:?} accepted: {out}");
         assert!(out.contains(key), "{text:?}: {out}");
+    }
+}
+
+#[test]
+fn each_kind_of_error_names_the_file_the_line_and_the_key() {
+    for (text, line, key) in [
+        // unknown key
+        (
+            &b"[mqtt]\nserver = \"tcp://x:1\"\nsever = 1\n"[..],
+            3,
+            "mqtt.sever",
+        ),
+        // type error
+        (b"[gateway]\nregion = 868\n", 2, "gateway.region"),
+        // out of range
+        (
+            b"[gateway]\nregion = \"EU868\"\n\n[mqtt]\nqos = 2\n",
+            5,
+            "mqtt.qos",
+        ),
+        // invalid value
+        (
+            b"[gateway]\nid = \"0102030405060708\"\nregion = \"EU999\"\n",
+            3,
+            "gateway.region",
+        ),
+        // missing required key: the table that lacks it
+        (
+            b"[outbox]\n[gateway.location]\nlatitude = 1.0\n",
+            2,
+            "gateway.location",
+        ),
+        // non-UTF-8 byte in a value
+        (b"[log]\nlevel = \"inf\xf6\"\n", 2, "log.level"),
+    ] {
+        let (file, (ok, out)) = check_at(text);
+        assert!(!ok, "{text:?} accepted: {out}");
+        assert!(
+            out.contains(&format!("{file}:{line}:")),
+            "{text:?}: want line {line}: {out}"
+        );
+        assert!(out.contains(&format!("key `{key}`")), "{text:?}: {out}");
     }
 }
 

@@ -128,6 +128,7 @@ fn tap(mut radio: Radio) -> (Radio, TapLog, JoinHandle<()>) {
         events: rx,
         control: radio.control,
         capabilities: radio.capabilities,
+        counters: radio.counters,
     };
     (radio, log, task)
 }

@@ -85,6 +85,7 @@ pub async fn spawn<H: LoraHardware>(
             rx_channels: 1,
             max_tx_power_dbm: Some(max_tx_power_dbm),
         },
+        counters: crate::radio::RadioCounters::none(),
     })
 }
 

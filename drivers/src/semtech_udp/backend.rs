@@ -139,6 +139,7 @@ pub async fn spawn(
             // The packet forwarder's board is unknown here.
             max_tx_power_dbm: None,
         },
+        counters: crate::radio::RadioCounters::new(counters.clone()),
     };
     Ok((
         radio,

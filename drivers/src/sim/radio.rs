@@ -171,6 +171,7 @@ pub async fn spawn(config: SimRadioConfig, shutdown: CancellationToken) -> Resul
             rx_channels: 8,
             max_tx_power_dbm: None,
         },
+        counters: crate::radio::RadioCounters::none(),
     })
 }
 

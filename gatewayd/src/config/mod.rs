@@ -1,6 +1,8 @@
 //! Configuration: the TOML file is parsed into raw values ([`raw`]), validated, and built into
-//! the runtime [`Config`]. Every error names the file and the key.
+//! the runtime [`Config`]. Every error names the file, the line and the key.
 
+mod error;
+mod locate;
 mod mqtt;
 pub mod poc;
 // Raw fields mirror the keys documented in the example config.
@@ -13,6 +15,8 @@ use std::time::Duration;
 
 use drivers::radio::Eui64;
 
+pub use error::ConfigError;
+use error::{parse_raw, utf8};
 pub use mqtt::{MqttConfig, MqttScheme};
 
 /// The default config file path.
@@ -23,43 +27,6 @@ pub const REGIONS: &[&str] = &[
     "EU868", "US915", "AU915", "AS923-1", "AS923-2", "AS923-3", "AS923-4", "IN865", "KR920",
     "CN470", "RU864", "EU433",
 ];
-
-/// A config error: what is wrong, in which file, at which key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{file}: cannot read the config file: {source}")]
-    Read {
-        /// The file.
-        file: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or a value has the wrong type or an unknown key.
-    #[error("{file}:{line}:{column}: {}{message}", key_prefix(key))]
-    Parse {
-        /// The file.
-        file: PathBuf,
-        /// 1-based line of the offending text (0 when unknown).
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// The dotted key (empty for a syntax error outside any key).
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A value is well-formed but not acceptable.
-    #[error("{file}: key `{key}`: {message}")]
-    Invalid {
-        /// The file.
-        file: PathBuf,
-        /// The dotted key.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
@@ -223,67 +190,22 @@ pub struct UplinkConfig {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             file: path.to_path_buf(),
             source,
         })?;
+        let text = utf8(bytes, path)?;
         Config::from_toml(&text, path)
     }
 
     /// Parse and validate config text; `file` is used in messages and for relative paths.
     pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let raw = parse_raw(text, file)?;
-        build(raw, file)
+        build(raw, file).map_err(|e| e.located(text))
     }
 }
 
-fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.message().to_string();
-        let (line, column) = inner
-            .span()
-            .map(|span| line_col(text, span.start))
-            .unwrap_or((0, 0));
-        // serde_path_to_error already ends the path with an unknown key's name.
-        let key = match unknown_field(&message) {
-            Some(field) if path == "." || path.is_empty() => field.to_string(),
-            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
-            None if path == "." => String::new(),
-            _ => path,
-        };
-        ConfigError::Parse {
-            file: file.to_path_buf(),
-            line,
-            column,
-            key,
-            message,
-        }
-    })
-}
-
-fn key_prefix(key: &str) -> String {
-    if key.is_empty() {
-        String::new()
-    } else {
-        format!("key `{key}`: ")
-    }
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, column)
-}
-
+/// The file's text, or where its first byte that is not UTF-8 is.
 struct Builder<'a> {
     file: &'a Path,
 }
@@ -292,6 +214,7 @@ impl Builder<'_> {
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_path_buf(),
+            line: 0,
             key: key.to_string(),
             message: message.into(),
         }
@@ -321,7 +244,11 @@ impl Builder<'_> {
     ) -> Result<Vec<Prefix>, ConfigError> {
         values
             .iter()
-            .map(|v| parse_prefix(v, width).map_err(|m| self.invalid(key, format!("{v:?}: {m}"))))
+            .enumerate()
+            .map(|(i, v)| {
+                parse_prefix(v, width)
+                    .map_err(|m| self.invalid(&format!("{key}[{i}]"), format!("{v:?}: {m}")))
+            })
             .collect()
     }
 }

@@ -18,6 +18,7 @@ pub struct RawPoc {
     pub radio_max_power_dbm: Option<i8>,
     pub report_validity_secs: u64,
     pub receipt_interval_secs: u64,
+    pub clock: String,
 }
 
 impl Default for RawPoc {
@@ -28,6 +29,7 @@ impl Default for RawPoc {
             radio_max_power_dbm: None,
             report_validity_secs: 3600,
             receipt_interval_secs: 3600,
+            clock: "kernel".into(),
         }
     }
 }
@@ -47,6 +49,9 @@ pub struct PocConfig {
     pub report_validity: Duration,
     /// Period of data-transfer receipts.
     pub receipt_interval: Duration,
+    /// `clock = "trusted"`: sign with the local clock without GPS even when the kernel does
+    /// not report it synchronized (`"kernel"`, the default: only when it does).
+    pub trust_local_clock: bool,
 }
 
 /// Beacon power cap when neither `[poc] radio_max_power_dbm` nor the radio backend gives
@@ -72,6 +77,7 @@ impl PocConfig {
 pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid {
         file: file.to_path_buf(),
+        line: 0,
         key: key.to_string(),
         message,
     };
@@ -105,7 +111,18 @@ pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigEr
             format!("{} s: must be within 1..=86400", raw.receipt_interval_secs),
         ));
     }
+    let trust_local_clock = match raw.clock.as_str() {
+        "kernel" => false,
+        "trusted" => true,
+        other => {
+            return Err(invalid(
+                "poc.clock",
+                format!("{other:?}: must be \"kernel\" (trust it when NTP has synchronized it) or \"trusted\""),
+            ))
+        }
+    };
     Ok(PocConfig {
+        trust_local_clock,
         enabled: raw.enabled,
         window_secs: raw.window_secs,
         radio_max_power_dbm: raw.radio_max_power_dbm,
@@ -132,6 +149,13 @@ mod tests {
         assert_eq!(c.poc.radio_max_power_dbm, None, "unset: the radio's own");
         assert_eq!(c.poc.report_validity.as_secs(), 3600);
         assert_eq!(c.poc.receipt_interval.as_secs(), 3600);
+        assert!(!c.poc.trust_local_clock, "the kernel decides by default");
+        assert!(
+            load("[poc]\nclock = \"trusted\"\n")
+                .unwrap()
+                .poc
+                .trust_local_clock
+        );
         let c = load("[poc]\nreceipt_interval_secs = 60\nreport_validity_secs = 5\n").unwrap();
         assert_eq!(c.poc.receipt_interval.as_secs(), 60);
         assert_eq!(c.poc.report_validity.as_secs(), 5);
@@ -171,6 +195,7 @@ mod tests {
                 "poc.receipt_interval_secs",
                 "1..=86400",
             ),
+            ("[poc]\nclock = \"ntp\"\n", "poc.clock", "\"kernel\""),
         ] {
             let e = load(text).unwrap_err();
             assert!(

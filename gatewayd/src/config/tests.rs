@@ -122,6 +122,11 @@ fn bad_values_name_their_key() {
         ("[log]\nlevel = \"loud\"", "log.level"),
     ];
     for (text, key) in cases {
+        let key = if key.ends_with("prefixes") {
+            format!("{key}[0]")
+        } else {
+            key.to_string()
+        };
         let e = err(text);
         assert!(e.contains(&format!("key `{key}`")), "{text:?} -> {e}");
         assert!(e.contains("test.toml"), "{e}");
@@ -290,4 +295,169 @@ fn simulated_radio() {
     assert!(e.contains("key `radio.simulated.hub`"), "{e}");
     let e = err("[radio]\nkind = \"simulated\"\n[radio.simulated]\nhub = \"127.0.0.1:1700\"\nx_m = 1.0\ny_m = 1.0\n");
     assert!(e.contains("key `gateway.id`"), "{e}");
+}
+
+/// Malformed files, each with the line and the key its error must name.
+const MALFORMED: &[(&str, usize, &str)] = &[
+    // Unknown keys and tables.
+    (
+        "[mqtt]\nserver = \"tcp://127.0.0.1:1883\"\nsever = 1\n",
+        3,
+        "mqtt.sever",
+    ),
+    ("# comment\n[mqqt]\nserver = \"x\"\n", 2, "mqqt"),
+    // Type errors.
+    ("[mqtt]\njson = \"yes\"\n", 2, "mqtt.json"),
+    ("[mqtt]\n\nqos = 300\n", 3, "mqtt.qos"),
+    ("[outbox]\nmax_bytes = -1\n", 2, "outbox.max_bytes"),
+    (
+        "[poc]\nradio_max_power_dbm = 300\n",
+        2,
+        "poc.radio_max_power_dbm",
+    ),
+    ("gateway.region = 5\n", 1, "gateway.region"),
+    (
+        "[uplink]\ndev_addr_prefixes = [\"26000000/7\", 5]\n",
+        2,
+        "uplink.dev_addr_prefixes[1]",
+    ),
+    // Missing required keys: the table that lacks them.
+    (
+        "\n[gateway.location]\nlatitude = 1.0\n",
+        2,
+        "gateway.location",
+    ),
+    (
+        "[radio]\nkind = \"simulated\"\n\n[radio.simulated]\n",
+        4,
+        "radio.simulated",
+    ),
+    (
+        "[gateway]\nregion = \"EU868\"\n\n[radio]\nkind = \"sx126x\"\n",
+        4,
+        "radio.sx126x",
+    ),
+    (
+        "[mqtt]\nserver = \"ssl://x:8883\"\ntls_cert = \"/nonexistent.pem\"\n",
+        1,
+        "mqtt.tls_key",
+    ),
+    // Out-of-range and invalid values: the line of the value.
+    (
+        "[gateway]\nid = \"0102030405060708\"\n\nregion = \"EU999\"\n",
+        4,
+        "gateway.region",
+    ),
+    ("[gateway]\nid = \"0102\"\n", 2, "gateway.id"),
+    (
+        "[gateway]\nregion = \"EU868\"\nstats_interval_secs = 0\n",
+        3,
+        "gateway.stats_interval_secs",
+    ),
+    (
+        "[gateway.location]\nlongitude = 0.0\nlatitude = 91.0\n",
+        3,
+        "gateway.location.latitude",
+    ),
+    (
+        "[gateway]\nlocation = { latitude = 91.0, longitude = 0.0 }\n",
+        2,
+        "gateway.location.latitude",
+    ),
+    (
+        "[gateway]\nantenna_gain = 31.0\n",
+        2,
+        "gateway.antenna_gain",
+    ),
+    ("[radio]\n\nkind = \"sx9999\"\n", 3, "radio.kind"),
+    (
+        "[radio.semtech_udp]\nbind = \"localhost\"\n",
+        2,
+        "radio.semtech_udp.bind",
+    ),
+    (
+        "[radio]\nkind = \"sx126x\"\n[radio.sx126x]\nboard = \"x\"\n",
+        4,
+        "radio.sx126x.board",
+    ),
+    ("[mqtt]\nserver = \"http://x:1\"\n", 2, "mqtt.server"),
+    ("\n\n[mqtt]\nserver = \"tcp://x:99999\"\n", 4, "mqtt.server"),
+    ("[mqtt]\ntopic_prefix = \"eu/#\"\n", 2, "mqtt.topic_prefix"),
+    (
+        "[mqtt]\nserver = \"ssl://x:8883\"\nca_cert = \"/nonexistent.pem\"\n",
+        3,
+        "mqtt.ca_cert",
+    ),
+    (
+        "[mqtt]\nreconnect_min_ms = 5000\nreconnect_max_ms = 100\n",
+        2,
+        "mqtt.reconnect_min_ms",
+    ),
+    ("[mqtt]\ninflight = 0\n", 2, "mqtt.inflight"),
+    ("[outbox]\nmax_bytes = 10\n", 2, "outbox.max_bytes"),
+    (
+        "[uplink]\ndev_addr_prefixes = [\n  \"26000000/7\",\n  \"26/7\",\n]\n",
+        4,
+        "uplink.dev_addr_prefixes[1]",
+    ),
+    ("[log]\nlevel = \"loud\"\n", 2, "log.level"),
+    ("[gps]\nbaud = 1234\n", 2, "gps.baud"),
+    (
+        "[service]\nallow_root = true\nmetrics_bind = \"nope\"\n",
+        3,
+        "service.metrics_bind",
+    ),
+    (
+        "[poc]\nenabled = true\nwindow_secs = 7000\n",
+        3,
+        "poc.window_secs",
+    ),
+];
+
+#[test]
+fn every_error_names_the_file_the_line_and_the_key() {
+    assert!(MALFORMED.len() >= 20);
+    for (text, line, key) in MALFORMED {
+        let e = err(text);
+        assert!(
+            e.starts_with(&format!("/etc/gatewayd/test.toml:{line}:")),
+            "{text:?}: want line {line}: {e}"
+        );
+        assert!(e.contains(&format!("key `{key}`")), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn a_syntax_error_names_the_line_and_its_table() {
+    let e = err("[mqtt]\nserver = \"tcp://x\"\nbad key = 1\n");
+    assert!(e.starts_with("/etc/gatewayd/test.toml:3:"), "{e}");
+    assert!(e.contains("[mqtt]"), "{e}");
+}
+
+#[test]
+fn non_utf8_bytes_name_the_line_and_key_of_the_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatewayd.toml");
+    let load = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        Config::load(&path).unwrap_err().to_string()
+    };
+    let file = path.display().to_string();
+    let e = load(b"[gateway]\nid = \"0102030405060708\"\nregion = \"EU\xff868\"\n# caf\xe9\n");
+    assert!(e.starts_with(&format!("{file}:3:13:")), "{e}");
+    assert!(
+        e.contains("key `gateway.region`") && e.contains("0xff"),
+        "{e}"
+    );
+    assert!(e.contains("UTF-8"), "{e}");
+    // In a comment: the line and column, no key.
+    let e = load(b"[mqtt]\n# caf\xe9 au lait\nqos = 1\n");
+    assert!(e.starts_with(&format!("{file}:2:6:")), "{e}");
+    assert!(!e.contains("key `"), "{e}");
+    // Latin-1 saved file in a key name's line of a table.
+    let e = load(b"[gps]\ndevice = \"/dev/tty\xc3\"\n");
+    assert!(
+        e.starts_with(&format!("{file}:2:")) && e.contains("gps.device"),
+        "{e}"
+    );
 }

@@ -96,6 +96,7 @@ pub(super) async fn connect(
                 validity: config.poc.report_validity,
                 topic: crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/receipt"),
                 state_path: receipt_state_path.clone(),
+                clock: state.whereabouts.clone(),
             },
             receipt_counters.clone(),
         ))

@@ -147,10 +147,17 @@ pub(super) async fn start(
             return Err(e);
         }
     };
+    // Reports are signed with GPS time, else with the local clock only while it is trusted.
+    let clock_sync: Arc<dyn crate::timesync::SyncCheck> = if config.poc.trust_local_clock {
+        Arc::new(crate::timesync::TrustLocalClock)
+    } else {
+        Arc::new(crate::timesync::KernelSync)
+    };
     let whereabouts = Whereabouts::new(
         config.gateway.location,
         gps.as_ref().map(|g| g.state.clone()),
-    );
+    )
+    .with_clock_sync(clock_sync);
 
     // Service endpoints are bound while we may still be root; then privileges go.
     let service_token = CancellationToken::new();
@@ -227,6 +234,7 @@ pub(super) async fn start(
         downlink: Mutex::new(None),
         receipts: Mutex::new(None),
         beacon: Mutex::new(None),
+        radio_counters: radio.counters.clone(),
     });
     heartbeat
         .register(
@@ -332,6 +340,19 @@ fn tx_gate(
     };
     let guard =
         Guard::new(region, settings, ledger).map_err(|e| DaemonError::Guard(e.to_string()))?;
+    // Airtime is charged on the ledger's own timeline, which wall-clock steps do not move.
+    let (guard, resumed) = guard
+        .with_ledger_clock(
+            std::sync::Arc::new(crate::guard::KernelClock),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| DaemonError::Guard(e.to_string()))?;
+    if resumed == crate::guard::Resumed::AfterReboot {
+        log::info!(
+            "duty cycle: the machine rebooted since the last transmission; the airtime of the \
+             hour before counts as if no time had passed (the wall clock cannot tell)"
+        );
+    }
     // Longer than any backend's own wait (the GWMP TX_ACK timeout is 2 s).
     Ok(TxGate::new(guard, control, Duration::from_secs(5)))
 }

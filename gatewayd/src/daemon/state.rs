@@ -45,6 +45,8 @@ pub struct DaemonState {
     pub receipts: Mutex<Option<Arc<crate::poc::receipt_task::ReceiptCounters>>>,
     /// Beacons sent and skipped (set once the beacon task runs).
     pub beacon: Mutex<Option<Arc<crate::poc::beacon_task::BeaconCounters>>>,
+    /// The radio backend's own counters.
+    pub radio_counters: drivers::radio::RadioCounters,
 }
 
 impl DaemonState {
@@ -164,6 +166,8 @@ impl DaemonState {
             ..Default::default()
         }
         .with_beacons(self.beacon.lock().ok().and_then(|g| g.clone()))
+        .with_radio_counters(&self.radio_counters)
+        .with_time(self)
     }
 
     /// Record the beacon task's counters (`None`: beaconing is off).
@@ -237,6 +241,39 @@ impl StatusSnapshot {
                 .map(|(r, n)| (r.to_string(), n))
                 .collect();
         }
+        self
+    }
+}
+
+impl StatusSnapshot {
+    /// The report time source, witnesses skipped and receipts held for want of it.
+    fn with_time(mut self, state: &DaemonState) -> StatusSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.time_source = Some(state.whereabouts.clock_status().as_str().to_string());
+        if let Some(w) = state.witness.lock().ok().and_then(|g| g.clone()) {
+            self.witnesses_skipped.insert(
+                "clock_unsynchronized".to_string(),
+                w.skipped_unsynchronized.load(Relaxed),
+            );
+        }
+        if let Some(r) = state.receipts.lock().ok().and_then(|g| g.clone()) {
+            self.receipts_held_total = Some(r.held.load(Relaxed));
+        }
+        self
+    }
+
+    /// The radio backend's counters as name/value pairs.
+    fn with_radio_counters(mut self, counters: &drivers::radio::RadioCounters) -> StatusSnapshot {
+        self.radio_counters = counters
+            .snapshot()
+            .into_iter()
+            .map(|c| crate::service::status::BackendCounter {
+                family: c.family.to_string(),
+                reason: c.reason.map(str::to_string),
+                value: c.value,
+                help: c.help.to_string(),
+            })
+            .collect();
         self
     }
 }

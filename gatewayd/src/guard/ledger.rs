@@ -3,12 +3,16 @@
 //!
 //! One small database (`dutycycle.sqlite` in the state directory) owned by the guard. Each
 //! approved transmission is one row (region, band, start, airtime); rows older than a few
-//! hours are pruned as new ones arrive. Times are microseconds since the Unix epoch.
+//! hours are pruned as new ones arrive. Times are microseconds on the ledger timeline
+//! ([`super::clock`]: the wall clock at first use, then advancing with the monotonic clock),
+//! and the one-row `timeline` table says where that timeline stood at the last charge.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::clock::TimelineMark;
 
 /// How long rows are kept: well beyond any window the guard looks at.
 const RETENTION: Duration = Duration::from_secs(3 * 3600);
@@ -97,7 +101,13 @@ impl DutyCycleLedger {
                  airtime_us INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS duty_cycle_band_start
-                 ON duty_cycle (region, band, start_us);",
+                 ON duty_cycle (region, band, start_us);
+             CREATE TABLE IF NOT EXISTS timeline (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 boot_id TEXT NOT NULL,
+                 since_boot_us INTEGER NOT NULL,
+                 ledger_us INTEGER NOT NULL
+             );",
         )
         .map_err(|source| LedgerError::Open {
             path: path.to_path_buf(),
@@ -164,6 +174,41 @@ impl DutyCycleLedger {
         rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
     }
 
+    /// Where the timeline stood at the last charge made with a mark, if any.
+    pub fn timeline_mark(&self) -> Result<Option<TimelineMark>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT boot_id, since_boot_us, ledger_us FROM timeline WHERE id = 1",
+                [],
+                |row| {
+                    Ok(TimelineMark {
+                        boot_id: row.get(0)?,
+                        since_boot: Duration::from_micros(
+                            u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                        ),
+                        ledger: from_us(row.get(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|source| LedgerError::Sql {
+                what: "read timeline",
+                source,
+            })
+    }
+
+    /// The start of the latest charge in the ledger, if any.
+    pub fn latest_start(&self) -> Result<Option<SystemTime>, LedgerError> {
+        let us: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(start_us) FROM duty_cycle", [], |row| row.get(0))
+            .map_err(|source| LedgerError::Sql {
+                what: "latest charge",
+                source,
+            })?;
+        Ok(us.map(from_us))
+    }
+
     /// Charge `airtime` starting at `start` to `band`; prunes rows older than a few hours.
     pub fn charge(
         &mut self,
@@ -171,6 +216,19 @@ impl DutyCycleLedger {
         band: &str,
         start: SystemTime,
         airtime: Duration,
+    ) -> Result<i64, LedgerError> {
+        self.charge_marked(region, band, start, airtime, None)
+    }
+
+    /// [`DutyCycleLedger::charge`], recording in the same transaction where the timeline
+    /// stands (`mark`).
+    pub fn charge_marked(
+        &mut self,
+        region: &str,
+        band: &str,
+        start: SystemTime,
+        airtime: Duration,
+        mark: Option<&TimelineMark>,
     ) -> Result<i64, LedgerError> {
         let sql_err = |what| move |source| LedgerError::Sql { what, source };
         let start_us = to_us(start);
@@ -186,6 +244,14 @@ impl DutyCycleLedger {
         )
         .map_err(sql_err("insert charge"))?;
         let id = tx.last_insert_rowid();
+        if let Some(m) = mark {
+            tx.execute(
+                "INSERT OR REPLACE INTO timeline (id, boot_id, since_boot_us, ledger_us)
+                 VALUES (1, ?1, ?2, ?3)",
+                params![m.boot_id, dur_us(m.since_boot), to_us(m.ledger)],
+            )
+            .map_err(sql_err("record timeline"))?;
+        }
         tx.commit().map_err(sql_err("commit"))?;
         Ok(id)
     }
@@ -283,7 +349,31 @@ mod tests {
             l.used("EU868", "M", t(0), t(10)).unwrap(),
             Duration::from_secs(3)
         );
+        assert_eq!(l.timeline_mark().unwrap(), None);
+        assert_eq!(l.latest_start().unwrap(), Some(t(5)));
         let err = DutyCycleLedger::open(&dir.path().join("no/such/dir/x.sqlite")).unwrap_err();
         assert!(err.to_string().contains("no/such/dir"), "{err}");
+    }
+
+    #[test]
+    fn the_timeline_mark_is_kept_with_the_charges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dutycycle.sqlite");
+        let mark = |s| TimelineMark {
+            boot_id: "b1".into(),
+            since_boot: Duration::from_millis(1500 + s),
+            ledger: t(s),
+        };
+        {
+            let mut l = DutyCycleLedger::open(&path).unwrap();
+            assert_eq!(l.latest_start().unwrap(), None);
+            l.charge_marked("EU868", "M", t(5), Duration::from_secs(1), Some(&mark(4)))
+                .unwrap();
+            l.charge_marked("EU868", "M", t(9), Duration::from_secs(1), Some(&mark(8)))
+                .unwrap();
+        }
+        let l = DutyCycleLedger::open(&path).unwrap();
+        assert_eq!(l.timeline_mark().unwrap(), Some(mark(8)));
+        assert_eq!(l.latest_start().unwrap(), Some(t(9)));
     }
 }

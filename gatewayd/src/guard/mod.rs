@@ -8,6 +8,11 @@
 //! [`Guard::release`] refunds the airtime. [`TxGate`] owns the guard and the radio's
 //! control handle together so that the daemon's only way to transmit goes through both.
 //!
+//! Time: by default the guard charges airtime at the `now` its callers give. The daemon
+//! gives it a [`LedgerClock`] ([`Guard::with_ledger_clock`]): airtime is then charged on the
+//! ledger's own timeline, which wall-clock steps do not move ([`clock`]); the callers' wall
+//! `now` only says how far ahead a GPS-timed transmission is.
+//!
 //! Direction: a request with inverted IQ is a downlink (downlink channels and DRs); one
 //! without is heard by other gateways as an uplink (a beacon) and obeys the uplink rules.
 
@@ -21,6 +26,9 @@ use crate::region::{
     occupied_bandwidth_hz, Band, Direction, LbtParams, LbtRule, Region, DWELL_TIME_LIMIT,
 };
 
+pub mod clock;
+#[cfg(test)]
+mod clock_proptests;
 mod gate;
 mod ledger;
 #[cfg(test)]
@@ -29,6 +37,7 @@ mod refusal;
 #[cfg(test)]
 mod tests;
 
+pub use clock::{KernelClock, LedgerClock, Monotonic, Resumed, TimelineMark};
 pub use gate::{SendError, TxGate};
 pub use ledger::{Charge, DutyCycleLedger, LedgerError};
 pub use refusal::{Counters, CountersSnapshot, Refusal};
@@ -122,7 +131,8 @@ pub struct Verdict {
     pub airtime: Duration,
     /// The band the frame lies in.
     pub band: &'static Band,
-    /// When the transmission is expected to start (for duty-cycle accounting).
+    /// When the transmission is expected to start, on the duty-cycle timeline (the callers'
+    /// `now` unless the guard has a [`LedgerClock`]).
     pub start: SystemTime,
     /// LBT the backend must perform, if the region requires it.
     pub lbt: Option<LbtParams>,
@@ -179,6 +189,8 @@ pub struct Guard {
     config: GuardConfig,
     ledger: DutyCycleLedger,
     counters: Arc<Counters>,
+    /// The duty-cycle timeline; `None`: the callers' `now`.
+    clock: Option<LedgerClock>,
 }
 
 /// Conducted power (dBm) that radiates `eirp_dbm` through the antenna and cable, rounded
@@ -239,7 +251,38 @@ impl Guard {
             config,
             ledger,
             counters: Arc::new(Counters::default()),
+            clock: None,
         })
+    }
+
+    /// Charge airtime on the ledger's own timeline, advancing with `source` and resumed
+    /// from the ledger file at wall time `wall_now` (see [`clock`]); says how it resumed.
+    pub fn with_ledger_clock(
+        mut self,
+        source: Arc<dyn Monotonic>,
+        wall_now: SystemTime,
+    ) -> Result<(Guard, Resumed), LedgerError> {
+        let mark = self.ledger.timeline_mark()?;
+        let latest = self.ledger.latest_start()?;
+        let (clock, resumed) = LedgerClock::resume(source, mark.as_ref(), latest, wall_now);
+        self.clock = Some(clock);
+        Ok((self, resumed))
+    }
+
+    /// `wall` (a time relative to the callers' `now`) on the duty-cycle timeline. A time
+    /// more than a window ahead (a GPS time against an unsynchronized wall clock) counts one
+    /// window ahead, where every check of the next hour still sees it.
+    fn on_timeline(&self, now: SystemTime, wall: SystemTime) -> SystemTime {
+        match &self.clock {
+            None => wall,
+            Some(c) => {
+                c.now()
+                    + wall
+                        .duration_since(now)
+                        .unwrap_or_default()
+                        .min(DUTY_CYCLE_WINDOW)
+            }
+        }
     }
 
     /// The guard's region.
@@ -378,7 +421,7 @@ impl Guard {
             });
         }
 
-        let start = start_time(now, &req.timing);
+        let start = self.on_timeline(now, start_time(now, &req.timing));
         if let Some(budget) = band.budget_per_hour() {
             self.check_duty_cycle(band, budget, start, airtime)?;
         }
@@ -445,14 +488,16 @@ impl Guard {
     /// to the band (persisted) and the power-clamped request returned. Refusals are counted.
     pub fn approve(&mut self, now: SystemTime, req: TxRequest) -> Result<Approved, Refusal> {
         let result = self.check(now, &req).and_then(|verdict| {
+            let mark = self.clock.as_ref().map(LedgerClock::mark);
             let charge = match verdict.band.budget_per_hour() {
                 Some(_) => Some(
                     self.ledger
-                        .charge(
+                        .charge_marked(
                             self.region.name,
                             verdict.band.name,
                             verdict.start,
                             verdict.airtime,
+                            mark.as_ref(),
                         )
                         .map_err(|e| Refusal::LedgerUnavailable(e.to_string()))?,
                 ),
@@ -505,6 +550,7 @@ impl Guard {
 
     /// Airtime charged to `band` in the duty-cycle window around `now`.
     pub fn duty_cycle_used(&self, now: SystemTime, band: &str) -> Result<Duration, LedgerError> {
+        let now = self.on_timeline(now, now);
         let reach = DUTY_CYCLE_WINDOW + SCHEDULE_SLACK;
         self.ledger.used(
             self.region.name,

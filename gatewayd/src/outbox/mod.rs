@@ -36,10 +36,14 @@
 //! sweep every [`SWEEP_INTERVAL`]), counted per class and logged at debug level plus a
 //! rate-limited warning. `uplink_expiry` / `stats_expiry` from the config are defaults the
 //! caller applies with [`default_expiry`] or [`NewMessage::with_default_expiry`].
+//! A step of the wall clock is not age: the outbox thread notices steps and moves the stored
+//! times by the step (`clock.rs`), so a clock set years ahead by NTP expires nothing; a
+//! message may outlive its expiry by the time the machine was off with a stale clock.
 //!
 //! # Schema
 //! Versioned with `PRAGMA user_version` and an ordered list of migrations (`db.rs`).
 
+mod clock;
 mod db;
 mod queue;
 mod worker;

@@ -444,6 +444,44 @@ impl Queue {
     }
 
     /// Drop expired messages: those waiting in memory and those in the file beyond it.
+    /// The wall clock stepped by `step_ms` (positive: forward): move every stored time with
+    /// it, in the file and in memory, so that ages and uplink/stats expiries are unchanged
+    /// (PoC deadlines are network times and stay). Logged once per step.
+    pub(crate) fn rebase(&mut self, step_ms: i64) {
+        let relative = [Class::Uplink.index() as i64, Class::Stats.index() as i64];
+        let result = self.conn.execute(
+            "UPDATE messages SET stored_at = stored_at + ?1,
+                 expires_at = CASE WHEN class IN (?2, ?3) THEN expires_at + ?1
+                                   ELSE expires_at END",
+            params![step_ms, relative[0], relative[1]],
+        );
+        let shift = |t: SystemTime| {
+            let d = std::time::Duration::from_millis(step_ms.unsigned_abs());
+            if step_ms >= 0 {
+                t.checked_add(d).unwrap_or(t)
+            } else {
+                t.checked_sub(d).unwrap_or(t)
+            }
+        };
+        let waiting = self.classes.iter_mut().flat_map(|q| q.mem.iter_mut());
+        for m in waiting.chain(self.inflight.values_mut()) {
+            m.stored_at = shift(m.stored_at);
+            if matches!(m.class, Class::Uplink | Class::Stats) {
+                m.expires_at = m.expires_at.map(shift);
+            }
+        }
+        match result {
+            Ok(n) => log::info!(
+                "outbox: the wall clock stepped {step_ms:+} ms; {n} stored messages keep their age"
+            ),
+            Err(e) => log::warn!(
+                "outbox: the wall clock stepped {step_ms:+} ms but stored times could not follow \
+                 ({}); stored uplinks may expire early",
+                self.db_err(e)
+            ),
+        }
+    }
+
     pub(crate) fn sweep(&mut self, now: SystemTime) -> Result<(), OutboxError> {
         for class in Class::ALL {
             let ci = class.index();

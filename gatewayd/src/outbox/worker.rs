@@ -54,6 +54,7 @@ pub(crate) fn spawn(
 fn run(mut queue: Queue, rx: std_mpsc::Receiver<Request>, commit_delay: Duration) {
     let mut waiters: VecDeque<(usize, NextReply)> = VecDeque::new();
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+    let mut steps = super::clock::StepDetector::default();
     loop {
         let deadline = queue
             .deletes_due()
@@ -86,6 +87,10 @@ fn run(mut queue: Queue, rx: std_mpsc::Receiver<Request>, commit_delay: Duration
             }
         }
 
+        // Before anything compares stored times with the clock.
+        if let Some(step_ms) = steps.observe(SystemTime::now(), Instant::now()) {
+            queue.rebase(step_ms);
+        }
         let mut stores = Vec::new();
         let mut store_replies = Vec::new();
         let mut stats_replies = Vec::new();

@@ -234,6 +234,10 @@ impl BeaconTask {
         network_entropy: [u8; 32],
         location: Option<crate::chirpstack::SourcedLocation>,
     ) -> Result<(), SkipReason> {
+        // Never transmit a beacon whose report could not be signed with a trusted time.
+        if self.whereabouts.report_time().is_none() {
+            return Err(SkipReason::ClockUnsynchronized);
+        }
         let s = &self.settings;
         let local = beacon::local_entropy(&self.rng).map_err(|_| SkipReason::RandomFailed)?;
         let key = self.signer.public_key();
@@ -256,8 +260,12 @@ impl BeaconTask {
             .map_err(|_| SkipReason::NotSent)?;
         let power = beacon::power_from_limit(limit, s.radio_max_dbm).ok_or(SkipReason::Refused)?;
         let tx_time = SystemTime::now();
-        // The report's send time: GPS time while the hotspot has a fix, else the local clock.
-        let (report_time, time_source) = stamp(self.whereabouts.gps_time(Instant::now()), tx_time);
+        // The report's send time: GPS time while the hotspot has a fix, else the local clock
+        // while it is synchronized.
+        let (report_time, time_source) = self
+            .whereabouts
+            .report_time()
+            .ok_or(SkipReason::ClockUnsynchronized)?;
         let verdict = match self
             .tx
             .send(tx_time, plan.tx_request(power, TxTiming::Immediate))

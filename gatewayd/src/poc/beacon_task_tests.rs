@@ -323,3 +323,44 @@ async fn without_a_fix_the_report_is_local_clock_timed() {
         r.outbox.close().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_unsynchronized_clock_skips_the_beacon_until_ntp_or_a_gps_fix() {
+    use crate::timesync::{ClockStatus, ManualSync};
+    let sync = Arc::new(ManualSync::new(false));
+    let unsynced = || Whereabouts::new(Some(berlin()), None).with_clock_sync(sync.clone());
+    let mut r = rig_at("EU868", 14, TxStatus::Ok, unsynced());
+    assert_eq!(unsynced().clock_status(), ClockStatus::Unsynchronized);
+    let window = Window::containing(60, SystemTime::now()).unwrap();
+    assert_eq!(
+        r.task.beacon(window, [5; 32], location()).await,
+        Err(SkipReason::ClockUnsynchronized)
+    );
+    r.task.skip(window, SkipReason::ClockUnsynchronized);
+    assert_eq!(
+        r.task.counters().skipped(SkipReason::ClockUnsynchronized),
+        1
+    );
+    assert!(r.radio.try_recv().is_err(), "nothing on air");
+    assert_eq!(
+        r.outbox.stats().await.unwrap().messages(),
+        0,
+        "nothing signed"
+    );
+
+    // NTP has synchronized the clock: the next window's beacon goes out, locally timed.
+    sync.set(true);
+    assert_eq!(unsynced().clock_status(), ClockStatus::NtpSynced);
+    assert_eq!(sent_report(&mut r).await.time_source, TimeSource::Local);
+    r.outbox.close().await.unwrap();
+
+    // Unsynchronized but with a GPS fix: GPS time.
+    sync.set(false);
+    let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
+    let with_fix = Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Fix, gps_utc)))
+        .with_clock_sync(sync.clone());
+    assert_eq!(with_fix.clock_status(), ClockStatus::Gps);
+    let mut r = rig_at("EU868", 14, TxStatus::Ok, with_fix);
+    assert_eq!(sent_report(&mut r).await.time_source, TimeSource::Gps);
+    r.outbox.close().await.unwrap();
+}

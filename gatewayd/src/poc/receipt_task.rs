@@ -2,11 +2,17 @@
 //! chain in uplink-id order ([`ReceiptSequencer`]), keeps the chain state file current, and
 //! every interval signs a data-transfer receipt into the outbox (class PoC, expiring at its
 //! deadline) for `event/receipt`. A restart ends the open period (docs §6.4).
+//!
+//! Receipts are signed only with a trusted time (GPS, or a local clock the kernel reports
+//! synchronized: [`crate::timesync`]). While there is none, the period is held open (the
+//! chain goes on, nothing is lost) and closed at the first period tick with a trusted time;
+//! a period opened under an untrusted clock then starts no earlier than the monotonic clock
+//! says it opened. Held ticks are counted.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -40,6 +46,8 @@ pub struct ReceiptCounters {
     pub failures: AtomicU64,
     /// Unix ms of the last receipt (0: none yet).
     pub last_ms: AtomicU64,
+    /// Period ends (and restarts) at which the receipt was held: no trusted time.
+    pub held: AtomicU64,
 }
 
 /// Where and how receipts go.
@@ -53,6 +61,8 @@ pub struct ReceiptSettings {
     pub topic: String,
     /// The chain state file.
     pub state_path: PathBuf,
+    /// Where the time comes from, and whether it can be trusted.
+    pub clock: crate::position::Whereabouts,
 }
 
 /// The chain as found at startup.
@@ -193,11 +203,23 @@ pub async fn run_receipts(
             log::error!("poc: cannot save the receipt chain: {e}");
         }
     };
+    let trusted = || settings.clock.clock_status().trusted();
+    // When the open period began, by the monotonic clock, and whether the wall clock could
+    // be trusted then.
+    let mut opened = Instant::now();
+    let mut opened_trusted = trusted();
     if let Some((start_ms, end_ms)) = close_first {
-        let r = sequencer.close(start_ms, end_ms);
-        period_start_ms = end_ms;
-        save(&sequencer, period_start_ms, true);
-        publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
+        if opened_trusted {
+            let r = sequencer.close(start_ms, end_ms);
+            period_start_ms = end_ms;
+            save(&sequencer, period_start_ms, true);
+            publish(r, signer.as_ref(), &outbox, &settings, &counters).await;
+        } else {
+            // Held: the period before the restart stays open until the time can be trusted.
+            counters.held.fetch_add(1, Ordering::Relaxed);
+            log::warn!("poc: receipts held until the clock is synchronized (GPS fix or NTP)");
+            period_start_ms = start_ms;
+        }
     }
     let mut period = tokio::time::interval(settings.interval);
     period.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,9 +247,22 @@ pub async fn run_receipts(
                 }
             }
             _ = period.tick() => {
+                if !trusted() {
+                    if counters.held.fetch_add(1, Ordering::Relaxed) == 0 {
+                        log::warn!("poc: receipts held until the clock is synchronized (GPS fix or NTP)");
+                    }
+                    continue;
+                }
                 let end_ms = unix_ms(SystemTime::now()).max(period_start_ms);
-                let r = sequencer.close(period_start_ms, end_ms);
+                let start_ms = if opened_trusted {
+                    period_start_ms
+                } else {
+                    let age = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    end_ms.saturating_sub(age).max(period_start_ms)
+                };
+                let r = sequencer.close(start_ms, end_ms);
                 period_start_ms = end_ms;
+                (opened, opened_trusted) = (Instant::now(), true);
                 // The state moves on before the receipt is stored: a crash in between loses
                 // this receipt (a visible break), never signs two receipts for one period.
                 save(&sequencer, period_start_ms, true);
@@ -381,5 +416,78 @@ mod tests {
         std::fs::write(&path, b"damaged").unwrap();
         std::fs::write(receipt_state::prev_path(&path), b"damaged").unwrap();
         assert_eq!(prepare(&path, key, 5_000).first_id(), 1);
+    }
+
+    /// Wait (bounded, 10 s) until `f` holds.
+    async fn wait_for(what: &str, f: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn receipts_are_held_while_the_clock_is_unsynchronized() {
+        use crate::timesync::ManualSync;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(receipt_state::STATE_FILE_NAME);
+        let signer = Arc::new(crate::poc::test_support::SeedSigner::new(5));
+        // The task starts at a 1970 clock (a Pi without RTC).
+        let start = prepare(&path, signer.public_key(), 1_000);
+        let first = start.first_id();
+        let outbox = OutboxHandle::open(&crate::config::OutboxConfig {
+            path: dir.path().join("outbox.sqlite"),
+            max_bytes: 1 << 20,
+            uplink_expiry: None,
+            stats_expiry: None,
+            commit_delay: Duration::from_millis(1),
+        })
+        .unwrap();
+        let sync = Arc::new(ManualSync::new(false));
+        let settings = ReceiptSettings {
+            interval: Duration::from_millis(100),
+            validity: Duration::from_secs(600),
+            topic: "eu868/gateway/0102030405060708/event/receipt".into(),
+            state_path: path.clone(),
+            clock: crate::position::Whereabouts::new(None, None).with_clock_sync(sync.clone()),
+        };
+        let counters = Arc::new(ReceiptCounters::default());
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(run_receipts(
+            start,
+            rx,
+            signer,
+            outbox.clone(),
+            settings,
+            counters.clone(),
+        ));
+        tx.send((first, Outcome::Stored(vec![1, 2, 3])))
+            .await
+            .unwrap();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        wait_for("held periods", || load(&counters.held) >= 3).await;
+        assert_eq!(load(&counters.receipts), 0);
+        assert_eq!(
+            outbox.stats().await.unwrap().messages(),
+            0,
+            "nothing signed"
+        );
+
+        // NTP synchronizes the clock: the held period closes, covering the uplink, and
+        // starts when it opened by the monotonic clock, not in 1970.
+        sync.set(true);
+        wait_for("a receipt", || load(&counters.receipts) >= 1).await;
+        let stored = outbox.next(10).await.unwrap();
+        let signed = crate::poc::SignedReport::decode(&stored[0].payload).unwrap();
+        let Body::Receipt(r) = signed.report.body else {
+            panic!("a receipt");
+        };
+        assert_eq!((r.count, r.first_uplink_id), (1, first));
+        let now = unix_ms(SystemTime::now());
+        assert!(r.period_start_ms > now - 60_000, "restamped: {r:?}");
+        assert!(r.period_start_ms <= r.period_end_ms && r.period_end_ms <= now);
+        drop(tx);
+        task.await.unwrap();
     }
 }

@@ -40,17 +40,21 @@ pub enum SkipReason {
     Missed,
     /// The secure random source failed.
     RandomFailed,
+    /// No trustworthy time (no GPS fix, the local clock not synchronized): a beacon report
+    /// would carry a time nobody can check, so the beacon is not sent.
+    ClockUnsynchronized,
 }
 
 impl SkipReason {
     /// Every reason, in a fixed order (for counters and metrics).
-    pub const ALL: [SkipReason; 6] = [
+    pub const ALL: [SkipReason; 7] = [
         SkipReason::NoEntropy,
         SkipReason::NoPosition,
         SkipReason::Refused,
         SkipReason::NotSent,
         SkipReason::Missed,
         SkipReason::RandomFailed,
+        SkipReason::ClockUnsynchronized,
     ];
 
     /// The name used in logs, status and metrics labels.
@@ -62,6 +66,7 @@ impl SkipReason {
             SkipReason::NotSent => "not_sent",
             SkipReason::Missed => "missed",
             SkipReason::RandomFailed => "random_failed",
+            SkipReason::ClockUnsynchronized => "clock_unsynchronized",
         }
     }
 

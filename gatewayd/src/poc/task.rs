@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use drivers::radio::RxFrame;
 use tokio::sync::mpsc;
@@ -28,6 +28,9 @@ pub struct WitnessCounters {
     pub witnesses: AtomicU64,
     /// Unix ms of the last one (0: none yet).
     pub last_ms: AtomicU64,
+    /// Beacons heard but not witnessed: no trustworthy time (no GPS time from the radio or
+    /// the GPS, and the local clock not synchronized).
+    pub skipped_unsynchronized: AtomicU64,
 }
 
 /// Run until the frame channel closes; reports are valid for `validity` after they are made.
@@ -60,7 +63,22 @@ pub async fn run_witness(
                 None => return,
             },
         };
-        let now = SystemTime::now();
+        // The report's time: the hotspot's trusted time, else the radio's GPS stamp.
+        let radio_gps = frame.meta.time.filter(|_| frame.meta.gps_time.is_some());
+        let now = match (whereabouts.report_time(), radio_gps) {
+            (Some((t, _)), _) | (None, Some(t)) => t,
+            (None, None) => {
+                if WitnessDetector::is_beacon(&frame) {
+                    counters
+                        .skipped_unsynchronized
+                        .fetch_add(1, Ordering::Relaxed);
+                    log::debug!(
+                        "poc: beacon heard but not witnessed: the clock is not synchronized"
+                    );
+                }
+                continue;
+            }
+        };
         let Some(witness) = detector.observe(&frame, now, whereabouts.location()) else {
             log::debug!("poc: proprietary frame is not a new beacon");
             continue;

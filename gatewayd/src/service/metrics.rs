@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::status::{DownlinkStatus, StatusSnapshot};
+use super::status::{BackendCounter, DownlinkStatus, StatusSnapshot};
 
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
@@ -268,6 +268,48 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         &labelled("reason", g.map(|g| &g.refusals)),
     );
     metric(
+        "gatewayd_time_source",
+        "gauge",
+        "Where the time of signed reports comes from (1 for the current source).",
+        &s.time_source
+            .as_ref()
+            .map(|now| {
+                ["gps", "ntp-synced", "trusted", "unsynchronized"]
+                    .iter()
+                    .map(|src| {
+                        (
+                            format!("{{source=\"{src}\"}}"),
+                            f64::from(u8::from(now == src)),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
+    metric(
+        "gatewayd_witnesses_skipped_total",
+        "counter",
+        "Beacons heard but not witnessed, by reason.",
+        &labelled(
+            "reason",
+            Some(&s.witnesses_skipped).filter(|m| !m.is_empty()),
+        ),
+    );
+    metric(
+        "gatewayd_receipts_held_total",
+        "counter",
+        "Receipt period ends held because there was no trusted time.",
+        &u(s.receipts_held_total),
+    );
+    for (family, help, samples) in backend_families(&s.radio_counters) {
+        metric(
+            &format!("gatewayd_{family}_total"),
+            "counter",
+            help,
+            &samples,
+        );
+    }
+    metric(
         "gatewayd_gps_fix",
         "gauge",
         "Whether the GPS receiver has a fix (1) or not (0).",
@@ -279,6 +321,27 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         "Satellites used by the GPS receiver.",
         &u(s.gps.as_ref().and_then(|g| g.satellites).map(u64::from)),
     );
+    out
+}
+
+/// One metric family of the radio backend: family, help, samples (`{reason="…"}`, value).
+type Family<'a> = (&'a str, &'a str, Vec<(String, f64)>);
+
+/// The radio backend's counters grouped by family, in their order.
+fn backend_families(counters: &[BackendCounter]) -> Vec<Family<'_>> {
+    let mut out: Vec<Family<'_>> = Vec::new();
+    for c in counters {
+        let labels = c
+            .reason
+            .as_deref()
+            .map(|r| format!("{{reason=\"{}\"}}", escape(r)))
+            .unwrap_or_default();
+        let sample = (labels, c.value as f64);
+        match out.iter_mut().find(|(f, _, _)| *f == c.family) {
+            Some((_, _, samples)) => samples.push(sample),
+            None => out.push((&c.family, &c.help, vec![sample])),
+        }
+    }
     out
 }
 

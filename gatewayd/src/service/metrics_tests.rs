@@ -109,6 +109,36 @@ fn downlinks_and_guard_decisions_are_counters_with_labels() {
 }
 
 #[test]
+fn backend_counters_are_counter_families_with_reasons() {
+    let mut s = sample();
+    for c in &mut s.radio_counters {
+        c.help = format!("help of {}", c.family);
+    }
+    let text = render_metrics(&s);
+    let m = parse(&text);
+    assert_eq!(m["gatewayd_gwmp_datagrams_total"], 40.0);
+    assert_eq!(m["gatewayd_gwmp_rejected_total{reason=\"bad_json\"}"], 2.0);
+    assert_eq!(m["gatewayd_gwmp_rejected_total{reason=\"too_short\"}"], 1.0);
+    assert_eq!(m["gatewayd_gwmp_rejected_total{reason=\"bad_stat\"}"], 0.0);
+    // One HELP/TYPE pair per family, not per sample.
+    assert_eq!(
+        text.matches("# TYPE gatewayd_gwmp_rejected_total counter")
+            .count(),
+        1
+    );
+    assert!(text.contains("# HELP gatewayd_gwmp_rejected_total help of gwmp_rejected"));
+    assert_eq!(m["gatewayd_time_source{source=\"unsynchronized\"}"], 1.0);
+    assert_eq!(m["gatewayd_time_source{source=\"gps\"}"], 0.0);
+    assert_eq!(
+        m["gatewayd_witnesses_skipped_total{reason=\"clock_unsynchronized\"}"],
+        4.0
+    );
+    assert_eq!(m["gatewayd_receipts_held_total"], 2.0);
+    // A backend without counters (lora_phy, sim) adds no family.
+    assert!(!render_metrics(&StatusSnapshot::default()).contains("gwmp"));
+}
+
+#[test]
 fn unknown_figures_are_absent_and_labels_escaped() {
     let s = StatusSnapshot {
         version: "1\"\\\n".into(),

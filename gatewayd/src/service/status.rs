@@ -76,6 +76,31 @@ pub struct StatusSnapshot {
     pub outbox_expired: Vec<ClassCount>,
     /// Messages evicted to respect the outbox bound, per class, since start.
     pub outbox_evicted: Vec<ClassCount>,
+    /// The radio backend's own counters since start (GWMP: `gwmp_rejected` by reason, …).
+    pub radio_counters: Vec<BackendCounter>,
+    /// Where the time of signed reports comes from: `gps`, `ntp-synced`, `trusted` (by
+    /// configuration) or `unsynchronized` (reports held or skipped).
+    pub time_source: Option<String>,
+    /// Beacons heard but not witnessed, by reason (`clock_unsynchronized`).
+    pub witnesses_skipped: BTreeMap<String, u64>,
+    /// Receipt period ends held because there was no trusted time.
+    pub receipts_held_total: Option<u64>,
+}
+
+/// One counter of the radio backend (`/metrics`: `gatewayd_<family>_total{reason="…"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackendCounter {
+    /// The family, snake_case (`gwmp_rejected`, `gwmp_datagrams`, …).
+    pub family: String,
+    /// The reason, for families split by reason (`bad_json`, `too_short`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The count.
+    pub value: u64,
+    /// What the family counts (the metrics' HELP line; not part of the JSON).
+    #[serde(skip)]
+    pub help: String,
 }
 
 /// A count for one outbox class.
@@ -427,6 +452,13 @@ pub fn render(s: &StatusSnapshot) -> String {
         );
     }
     row("last witness", ago(s.last_witness_age_seconds));
+    if let Some(source) = &s.time_source {
+        let mut v = source.clone();
+        if source == "unsynchronized" {
+            v.push_str(" (no GPS fix, NTP not synchronized: beacons skipped, witnesses not made, receipts held)");
+        }
+        row("report time", v);
+    }
     if let Some(n) = s.receipts_total {
         row(
             "receipts",
@@ -530,9 +562,29 @@ pub fn render(s: &StatusSnapshot) -> String {
             }
         },
     );
+    for (family, reasons) in backend_reasons(&s.radio_counters) {
+        row(&family.replace('_', " "), reasons);
+    }
     let mut text = out.join("\n");
     text.push('\n');
     text
+}
+
+/// `(family, "reason n, …")` for each backend family split by reason with a non-zero count.
+fn backend_reasons(counters: &[BackendCounter]) -> Vec<(String, String)> {
+    let mut by_family: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    for c in counters {
+        if let (Some(reason), true) = (&c.reason, c.value > 0) {
+            by_family
+                .entry(&c.family)
+                .or_default()
+                .insert(reason.clone(), c.value);
+        }
+    }
+    by_family
+        .into_iter()
+        .map(|(f, counts)| (f.to_string(), nonzero(&counts)))
+        .collect()
 }
 
 /// The one-line summary (systemd's STATUS=): radio, MQTT, uplinks, outbox, transmissions.

@@ -94,6 +94,27 @@ pub(crate) fn sample() -> StatusSnapshot {
             class: "stats".into(),
             count: 9,
         }],
+        radio_counters: vec![
+            backend_counter("gwmp_datagrams", None, 40),
+            backend_counter("gwmp_rejected", Some("bad_json"), 2),
+            backend_counter("gwmp_rejected", Some("too_short"), 1),
+            backend_counter("gwmp_rejected", Some("bad_stat"), 0),
+        ],
+        time_source: Some("unsynchronized".into()),
+        witnesses_skipped: [("clock_unsynchronized".to_string(), 4)]
+            .into_iter()
+            .collect(),
+        receipts_held_total: Some(2),
+    }
+}
+
+/// A backend counter as the daemon state makes it (the help text is not part of the JSON).
+pub(crate) fn backend_counter(family: &str, reason: Option<&str>, value: u64) -> BackendCounter {
+    BackendCounter {
+        family: family.into(),
+        reason: reason.map(Into::into),
+        value,
+        help: String::new(),
     }
 }
 
@@ -138,6 +159,8 @@ fn human_view_shows_every_figure() {
          4 power clamped, 1 released",
         "receipts        4 (321 uplinks), last 2m 0s ago; 3 ids given up, 1 failed",
         "expired unsent  2 poc",
+        "gwmp rejected   bad_json 2, too_short 1",
+        "report time     unsynchronized (no GPS fix",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
@@ -184,6 +207,15 @@ fn json_round_trips_and_tolerates_missing_fields() {
     let s = sample();
     let back: StatusSnapshot = serde_json::from_str(&render_json(&s)).unwrap();
     assert_eq!(back, s);
+    let v: serde_json::Value = serde_json::from_str(&render_json(&s)).unwrap();
+    assert_eq!(
+        v["radio_counters"][1],
+        serde_json::json!({"family": "gwmp_rejected", "reason": "bad_json", "value": 2})
+    );
+    assert_eq!(
+        v["radio_counters"][0],
+        serde_json::json!({"family": "gwmp_datagrams", "value": 40})
+    );
     let partial: StatusSnapshot = serde_json::from_str(r#"{"uptime_seconds": 5}"#).unwrap();
     assert_eq!(partial.uptime_seconds, 5);
     assert_eq!(partial.mqtt, None);

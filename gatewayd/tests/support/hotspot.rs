@@ -35,6 +35,7 @@ impl Hotspot {
              [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"\"\n{extra}",
             state = dir.path().join("state").display().to_string(),
             sock = dir.path().join("status.sock").display().to_string(),
+            extra = super::daemon::trusted_clock(extra),
         );
         std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("gatewayd.log")).expect("log file");

@@ -8,4 +8,5 @@ pub mod broker;
 pub mod daemon;
 pub mod hotspot;
 pub mod mosquitto;
+pub mod observe;
 pub mod publisher;
