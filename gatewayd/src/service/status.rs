@@ -176,6 +176,15 @@ pub struct MqttStatus {
     pub since_seconds: Option<u64>,
     /// The last connection error, if disconnected.
     pub last_error: Option<String>,
+    /// Sessions established since start (one more per reconnect).
+    pub connections_total: u64,
+    /// Messages published again after a lost connection because their PUBACK never came
+    /// (the broker may have them twice).
+    pub resent_total: u64,
+    /// Commands passed on to the daemon since start.
+    pub commands_total: u64,
+    /// Commands discarded, by reason (`oversized`, `queue_full`, `topic`, `unknown`, `busy`).
+    pub commands_dropped: BTreeMap<String, u64>,
 }
 
 /// Duty-cycle use of one sub-band.

@@ -17,6 +17,12 @@ pub(crate) fn sample() -> StatusSnapshot {
             broker: "broker.example:8883".into(),
             since_seconds: Some(75),
             last_error: Some("connection refused".into()),
+            connections_total: 3,
+            resent_total: 2,
+            commands_total: 11,
+            commands_dropped: [("oversized".to_string(), 1), ("unknown".to_string(), 4)]
+                .into_iter()
+                .collect(),
         }),
         outbox_messages: Some(42),
         outbox_oldest_age_seconds: Some(75),
