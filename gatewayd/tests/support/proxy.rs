@@ -101,6 +101,18 @@ impl Proxy {
         conns.len()
     }
 
+    /// Close the connections that [`Cut::Stall`] holds (the client gave up on them long
+    /// ago); the others run on. Returns how many it closed.
+    pub fn release_stalled(&self) -> usize {
+        let mut conns = self.shared.conns.lock().unwrap();
+        conns.retain(|c| !c.is_closed());
+        let stalled: Vec<_> = conns.iter().filter(|c| *c.borrow() == Cut::Stall).collect();
+        for c in &stalled {
+            c.send_replace(Cut::Close);
+        }
+        stalled.len()
+    }
+
     /// Accept (true) or reset at once (false) new connections, as a broker that is down.
     pub fn set_accepting(&self, accepting: bool) {
         self.shared.accepting.send_replace(accepting);
