@@ -334,18 +334,22 @@ pub fn hex(s: &str) -> Vec<u8> {
 
 /// `gatewayd --config <config> status --json` (panics if the command fails).
 pub fn status_json(config: &Path) -> serde_json::Value {
+    try_status_json(config).unwrap_or_else(|e| panic!("gatewayd status: {e}"))
+}
+
+/// `gatewayd --config <config> status --json`, or why it failed (say, the daemon is still
+/// starting and its status socket is not there yet).
+pub fn try_status_json(config: &Path) -> Result<serde_json::Value, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
         .arg("--config")
         .arg(config)
         .args(["status", "--json"])
         .output()
-        .expect("gatewayd status");
-    assert!(
-        out.status.success(),
-        "gatewayd status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
+        .map_err(|e| format!("cannot run gatewayd status: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
 }
 
 /// An MQTT subscriber that keeps every publish it receives. It subscribes again on every
