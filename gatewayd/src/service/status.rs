@@ -419,6 +419,21 @@ pub fn render(s: &StatusSnapshot) -> String {
                 if let (false, Some(e)) = (m.connected, &m.last_error) {
                     v.push_str(&format!(": {e}"));
                 }
+                if m.connections_total > 1 || m.resent_total > 0 {
+                    v.push_str(&format!(
+                        "; {} sessions since start, {} messages resent",
+                        m.connections_total, m.resent_total
+                    ));
+                }
+                let dropped: Vec<String> = m
+                    .commands_dropped
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect();
+                if !dropped.is_empty() {
+                    v.push_str(&format!("; commands dropped: {}", dropped.join(", ")));
+                }
                 v
             }
         },
