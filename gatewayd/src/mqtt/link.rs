@@ -409,7 +409,13 @@ impl Link {
             match s.client.try_publish(m.topic, qos, false, m.payload) {
                 Ok(()) => s.window.issued(Some(m.id)),
                 Err(e) => {
-                    log::warn!("mqtt: cannot queue a publish ({e}); it will be retried");
+                    // The event loop is gone; its error ends the connection next.
+                    if let Some(n) = self.command_warn.check("publish", Instant::now()) {
+                        log::warn!(
+                            "mqtt: cannot queue a publish ({e}); it will be retried \
+                             ({n} other warnings suppressed)"
+                        );
+                    }
                     self.outbox.requeue(vec![m.id]);
                 }
             }
