@@ -372,3 +372,68 @@ fn json_commands_and_acks_when_mqtt_json() {
     assert!(s.pull_resp(Duration::from_secs(1)).is_none());
     assert!(s.acks(402).is_empty());
 }
+
+/// Hostile commands (issue 12): a 1 MB `command/down`, a 10,000-item frame, a 1 MB
+/// `command/poc_entropy` and an unknown command. The MQTT session stays up (no new
+/// connection), each is counted, the 10,000-item frame is answered with an error ack, and the
+/// next legal downlink is sent and acknowledged.
+#[test]
+fn hostile_commands_leave_the_link_up_and_the_next_downlink_goes_out() {
+    let s = setup();
+    let mqtt = |s: &Setup| s.daemon.status()["mqtt"].clone();
+    assert_eq!(mqtt(&s)["connections_total"], 1);
+
+    s.ns.publish(DOWN, vec![0x0a; 1_000_000]);
+    let many = gw::DownlinkFrame {
+        downlink_id: 401,
+        gateway_id: GATEWAY_ID.into(),
+        items: vec![gw::DownlinkFrameItem::default(); 10_000],
+        ..Default::default()
+    };
+    s.ns.publish(DOWN, many.encode_to_vec());
+    s.ns.publish(
+        "eu868/gateway/0102030405060708/command/poc_entropy",
+        vec![1; 1_000_000],
+    );
+    s.ns.publish(
+        "eu868/gateway/0102030405060708/command/reboot",
+        b"now".to_vec(),
+    );
+    let legal = gw::DownlinkFrame {
+        downlink_id: 402,
+        gateway_id: GATEWAY_ID.into(),
+        items: vec![item(
+            869_525_000,
+            9,
+            14,
+            gw::timing::Parameters::Immediately(gw::ImmediatelyTimingInfo {}),
+            &[],
+        )],
+        ..Default::default()
+    };
+    s.ns.publish(DOWN, legal.encode_to_vec());
+
+    let (token, txpk) = s.pull_resp(WAIT).expect("the legal downlink goes out");
+    assert_eq!(txpk["imme"], true, "{txpk}");
+    s.tx_ack(token, None);
+    assert_eq!(s.wait_ack(402), [gw::TxAckStatus::Ok]);
+    assert_eq!(s.wait_ack(401), [gw::TxAckStatus::InternalError]);
+
+    // Commands are handled in order: by now every hostile one has been counted.
+    let m = mqtt(&s);
+    assert_eq!(m["connections_total"], 1, "the session stayed up: {m}");
+    assert_eq!(m["connected"], true);
+    assert_eq!(m["commands_dropped"]["oversized"], 2, "{m}");
+    assert_eq!(m["commands_dropped"]["unknown"], 1, "{m}");
+    assert_eq!(s.daemon.status()["downlinks"]["rejected"], 1);
+    let log = s.daemon.log();
+    assert!(
+        log.contains("discarded a 1000000-byte message"),
+        "warned about the oversized commands:\n{log}"
+    );
+    assert!(log.contains("10000 items"), "{log}");
+    assert!(
+        !log.contains("connection to 127.0.0.1"),
+        "the link never lost its connection:\n{log}"
+    );
+}

@@ -2,15 +2,18 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use drivers::radio::Eui64;
 use gatewayd::config::{MqttConfig, OutboxConfig};
-use gatewayd::mqtt::{self, Command, LinkState};
+use gatewayd::mqtt::{self, Command, LinkCounters, LinkState};
 use gatewayd::outbox::{Class, NewMessage, OutboxHandle};
 use support::mosquitto::{Mosquitto, Subscriber};
+use support::proxy::{Cut, Proxy};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -52,21 +55,59 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     commands: mpsc::Receiver<Command>,
     state: watch::Receiver<LinkState>,
+    counters: Arc<LinkCounters>,
     shutdown: CancellationToken,
 }
 
 fn start(config: MqttConfig, outbox: &OutboxHandle) -> Running {
     let shutdown = CancellationToken::new();
-    let (task, commands, state) = mqtt::spawn(config, GW, outbox.clone(), shutdown.clone());
+    let link = mqtt::spawn(config, GW, outbox.clone(), shutdown.clone());
     Running {
-        task,
-        commands,
-        state,
+        task: link.task,
+        commands: link.commands,
+        state: link.state,
+        counters: link.counters,
         shutdown,
     }
 }
 
+/// Wait (bounded by [`WAIT`]) until `cond` holds; panics naming `what` otherwise.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn dropped(counters: &LinkCounters, reason: &str) -> u64 {
+    counters
+        .dropped_by_reason()
+        .into_iter()
+        .find(|(r, _)| *r == reason)
+        .map_or(0, |(_, n)| n)
+}
+
 impl Running {
+    async fn wait_disconnected(&mut self, within: Duration) {
+        let r = tokio::time::timeout(
+            within,
+            self.state
+                .wait_for(|s| matches!(s, LinkState::Disconnected { .. })),
+        )
+        .await
+        .map(|r| r.is_ok());
+        assert_eq!(
+            r,
+            Ok(true),
+            "the link did not notice: {:?}",
+            *self.state.borrow()
+        );
+    }
+
     async fn wait_connected(&mut self) {
         let r = tokio::time::timeout(WAIT, self.state.wait_for(|s| *s == LinkState::Connected))
             .await
@@ -335,17 +376,20 @@ async fn commands_arrive_on_the_command_channel_and_a_full_channel_blocks_nothin
     let first = first.expect("no command arrived");
     assert_eq!(first.kind, "down");
     assert_eq!(first.payload, b"probe");
-    // Drain extra probes.
-    while let Ok(Some(_)) =
-        tokio::time::timeout(Duration::from_millis(300), link.commands.recv()).await
-    {}
 
+    // The broker keeps one publisher's order: once this command is here, every probe before
+    // it is too (skip them), and the channel is empty.
     let config = mqtt::topic("eu868", GW, "command/config");
     network.publish(&config, vec![0, 1, 2, 0xff], false).await;
-    let cmd = tokio::time::timeout(WAIT, link.commands.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let cmd = loop {
+        let cmd = tokio::time::timeout(WAIT, link.commands.recv())
+            .await
+            .expect("the config command within WAIT")
+            .expect("the link runs");
+        if cmd.payload != b"probe" {
+            break cmd;
+        }
+    };
     assert_eq!(
         cmd,
         Command {
@@ -357,11 +401,19 @@ async fn commands_arrive_on_the_command_channel_and_a_full_channel_blocks_nothin
     let other = mqtt::topic("eu868", Eui64([9; 8]), "command/down");
     network.publish(&other, b"not for us".to_vec(), false).await;
 
-    // Nobody reads commands for a while: the queue fills, extra commands are dropped, and
-    // uplinks still flow.
-    for i in 0..(mqtt::COMMAND_QUEUE + 20) {
+    // Nobody reads commands for a while: the queue fills, extra commands are dropped (and
+    // counted), and uplinks still flow. Wait for the counts, not for time to pass.
+    let passed = link.counters.commands.load(Ordering::Relaxed);
+    let extra = 20;
+    for i in 0..(mqtt::COMMAND_QUEUE + extra) {
         network.publish(&down, vec![i as u8], false).await;
     }
+    let counters = link.counters.clone();
+    wait_until("every flooded command to reach the link", || {
+        counters.commands.load(Ordering::Relaxed) - passed >= mqtt::COMMAND_QUEUE as u64
+            && dropped(&counters, "queue_full") >= extra as u64
+    })
+    .await;
     outbox
         .store(vec![event(Class::Uplink, "event/up", 1)])
         .await
@@ -369,14 +421,161 @@ async fn commands_arrive_on_the_command_channel_and_a_full_channel_blocks_nothin
     let got = network.wait_for(1, WAIT).await;
     assert_eq!(got.len(), 1);
     assert_eq!(wait_empty(&outbox).await.messages(), 0);
-    let mut n = 0;
-    while let Ok(Some(cmd)) =
-        tokio::time::timeout(Duration::from_millis(500), link.commands.recv()).await
-    {
+    let mut queued = Vec::new();
+    while let Ok(cmd) = link.commands.try_recv() {
         assert_eq!(cmd.kind, "down");
-        n += 1;
+        queued.extend(cmd.payload);
     }
-    assert_eq!(n, mqtt::COMMAND_QUEUE);
+    // The first COMMAND_QUEUE got in, in order; the rest were dropped.
+    let expected: Vec<u8> = (0..mqtt::COMMAND_QUEUE).map(|i| i as u8).collect();
+    assert_eq!(queued, expected);
+    assert_eq!(dropped(&counters, "queue_full"), extra as u64);
+    assert_eq!(dropped(&counters, "topic"), 0, "the broker filters topics");
+    link.stop().await;
+    outbox.close().await.unwrap();
+}
+
+/// An oversized command is discarded and counted; the connection stays up and the next
+/// command arrives.
+#[tokio::test]
+async fn an_oversized_command_is_dropped_and_the_connection_stays_up() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = OutboxHandle::open(&outbox_config(dir.path())).unwrap();
+    let mut link = start(mqtt_config(broker.port()), &outbox);
+    link.wait_connected().await;
+    let network = Subscriber::connect(broker.port(), "eu868/gateway/+/event/#").await;
+    let down = mqtt::topic("eu868", GW, "command/down");
+    // Wait for the link's subscription with small probes.
+    let mut subscribed = false;
+    for _ in 0..50 {
+        network.publish(&down, b"probe".to_vec(), false).await;
+        if let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(200), link.commands.recv()).await
+        {
+            subscribed = true;
+            break;
+        }
+    }
+    assert!(subscribed, "no command arrived");
+    let passed = link.counters.commands.load(Ordering::Relaxed);
+
+    network.publish(&down, vec![7; 1_000_000], false).await;
+    network
+        .publish(&down, vec![1; mqtt::MAX_COMMAND + 1], false)
+        .await;
+    let entropy = mqtt::topic("eu868", GW, "command/poc_entropy");
+    network.publish(&entropy, vec![2; 500_000], false).await;
+    network.publish(&down, b"legal".to_vec(), false).await;
+    let cmd = loop {
+        let cmd = tokio::time::timeout(WAIT, link.commands.recv())
+            .await
+            .expect("the legal command within WAIT")
+            .expect("the link runs");
+        if cmd.payload != b"probe" {
+            break cmd;
+        }
+    };
+    assert_eq!(cmd.payload, b"legal", "only the legal command is passed on");
+    assert_eq!(dropped(&link.counters, "oversized"), 3);
+    assert_eq!(link.counters.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(*link.state.borrow(), LinkState::Connected);
+    assert!(link.counters.commands.load(Ordering::Relaxed) > passed);
+    link.stop().await;
+    outbox.close().await.unwrap();
+}
+
+/// The connection is lost in every way while messages stream (RST, clean close, a stalled
+/// path that only keep-alive detects). While no connection is up the outbox has nothing in
+/// flight: the link handed back everything it had taken. After each reconnect messages
+/// flow again; at the end every message arrived, and duplicates are no more than the link
+/// counted as resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_and_the_outbox_agree_after_every_lost_connection() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::connect(broker.port(), "eu868/gateway/+/event/#").await;
+    let proxy = Proxy::start(broker.port());
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = OutboxHandle::open(&outbox_config(dir.path())).unwrap();
+    let mut link = start(
+        MqttConfig {
+            inflight: 8,
+            ..mqtt_config(proxy.port())
+        },
+        &outbox,
+    );
+    link.wait_connected().await;
+    let total = 800;
+    let producer = {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            for chunk in (0..total).collect::<Vec<_>>().chunks(4) {
+                let msgs = chunk.iter().map(|&n| event(Class::Uplink, "event/up", n));
+                outbox.store(msgs.collect()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let cuts = [Cut::Reset, Cut::Close, Cut::Stall, Cut::Reset, Cut::Close];
+    for (i, how) in cuts.into_iter().enumerate() {
+        let before = sub.received().len();
+        wait_until("messages to flow", || sub.received().len() >= before + 10).await;
+        proxy.set_accepting(false);
+        assert!(proxy.cut(how) >= 1, "cut {i}: no live connection");
+        // A stall is found by keep-alive: two keep-alive periods (5 s) at most.
+        link.wait_disconnected(Duration::from_secs(30)).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = outbox.stats().await.unwrap();
+            if s.in_flight() == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cut {i} ({how:?}): {} messages still in flight with no connection: {s:?}",
+                s.in_flight()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !matches!(*link.state.borrow(), LinkState::Connected),
+            "the proxy refuses connections"
+        );
+        proxy.cut(Cut::Close); // releases a stalled connection
+        proxy.set_accepting(true);
+        link.wait_connected().await;
+    }
+    producer.await.unwrap();
+    let expected: HashSet<Vec<u8>> = (0..total)
+        .map(|n| event(Class::Uplink, "event/up", n).payload)
+        .collect();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        got = sub.wait_for(total, Duration::from_millis(500)).await;
+        let seen: HashSet<&Vec<u8>> = got.iter().map(|r| &r.payload).collect();
+        if expected.iter().all(|p| seen.contains(p)) {
+            break;
+        }
+    }
+    let mut counts: HashMap<&Vec<u8>, usize> = HashMap::new();
+    for r in &got {
+        *counts.entry(&r.payload).or_default() += 1;
+    }
+    let missing = expected.iter().filter(|p| !counts.contains_key(p)).count();
+    assert_eq!(missing, 0, "{missing} of {total} never arrived");
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let resent = link.counters.resent.load(Ordering::Relaxed);
+    assert!(
+        duplicates as u64 <= resent,
+        "{duplicates} duplicates but only {resent} counted as resent"
+    );
+    assert_eq!(
+        link.counters.connections.load(Ordering::Relaxed),
+        1 + cuts.len() as u64
+    );
+    let s = wait_empty(&outbox).await;
+    assert_eq!((s.messages(), s.in_flight()), (0, 0), "{s:?}");
     link.stop().await;
     outbox.close().await.unwrap();
 }

@@ -184,9 +184,23 @@ impl Mosquitto {
         let _ = child.wait();
     }
 
+    /// SIGKILL, as a crash would: no goodbye to clients, nothing saved. Idempotent.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stop and start again on the same port (the port is re-bound with SO_REUSEADDR).
     pub fn restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// Start again on the same port after [`Mosquitto::stop`] or [`Mosquitto::kill9`]
+    /// (panics if it cannot within the start timeout: for tests).
+    pub fn start_again(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match self.spawn() {

@@ -3,12 +3,13 @@
 //! (rate-limited) and dropped. The router only moves payloads; each receiver decodes and
 //! rejects what is malformed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use drivers::ratelimit::RateLimiter;
 use tokio::sync::mpsc;
 
-use crate::mqtt::Command;
+use crate::mqtt::{Command, CommandDrop, LinkCounters};
 
 /// Entropy payloads waiting for the beacon task at most (it may be busy transmitting; the
 /// router never waits for it, so downlinks are not held up).
@@ -37,19 +38,28 @@ pub fn route(kind: &str) -> Route {
 }
 
 /// Move commands to their tasks until the link's channel closes. `entropy` is `None` when
-/// proof of coverage is disabled (entropy is then ignored, with a rate-limited note).
+/// proof of coverage is disabled (entropy is then ignored, with a rate-limited note). What
+/// is not passed on is counted in `counters` (`unknown` or `busy`).
 pub async fn run_router(
     mut commands: mpsc::Receiver<Command>,
     down: mpsc::Sender<Command>,
     entropy: Option<mpsc::Sender<Vec<u8>>>,
+    counters: Arc<LinkCounters>,
 ) {
     let mut limiter = RateLimiter::new(WARN_INTERVAL);
-    let mut warn = |kind: &'static str, msg: String| limiter.warn(kind, &msg);
+    let mut warn = |kind: &'static str, why: CommandDrop, msg: String| {
+        counters.dropped(why);
+        limiter.warn(kind, &msg);
+    };
     while let Some(cmd) = commands.recv().await {
         match route(&cmd.kind) {
             Route::Downlink => {
                 if down.send(cmd).await.is_err() {
-                    warn("down_closed", "command/down dropped: the downlink task stopped".into());
+                    warn(
+                        "down_closed",
+                        CommandDrop::Busy,
+                        "command/down dropped: the downlink task stopped".into(),
+                    );
                 }
             }
             Route::PocEntropy => match &entropy {
@@ -57,18 +67,21 @@ pub async fn run_router(
                     if let Err(e) = tx.try_send(cmd.payload) {
                         warn(
                             "entropy_busy",
+                            CommandDrop::Busy,
                             format!("command/poc_entropy dropped: the beacon task is busy or stopped ({e})"),
                         );
                     }
                 }
                 None => warn(
                     "entropy_disabled",
+                    CommandDrop::Unknown,
                     "command/poc_entropy ignored: proof of coverage is disabled ([poc] enabled = false)"
                         .into(),
                 ),
             },
             Route::Unknown => warn(
                 "unknown_command",
+                CommandDrop::Unknown,
                 format!(
                     "command/{} ignored: unknown command ({} bytes)",
                     cmd.kind,
@@ -101,10 +114,11 @@ mod tests {
 
     #[tokio::test]
     async fn each_command_reaches_its_task_and_unknown_ones_none() {
+        let counters = Arc::new(LinkCounters::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (down_tx, mut down_rx) = mpsc::channel(8);
         let (ent_tx, mut ent_rx) = mpsc::channel(ENTROPY_QUEUE);
-        let router = tokio::spawn(run_router(cmd_rx, down_tx, Some(ent_tx)));
+        let router = tokio::spawn(run_router(cmd_rx, down_tx, Some(ent_tx), counters.clone()));
         cmd_tx.send(cmd("exec", b"x")).await.unwrap();
         cmd_tx.send(cmd("down", b"d1")).await.unwrap();
         cmd_tx.send(cmd("poc_entropy", b"e1")).await.unwrap();
@@ -119,14 +133,29 @@ mod tests {
         assert_eq!(downs, vec![cmd("down", b"d1"), cmd("down", b"d2")]);
         assert_eq!(ent_rx.try_recv().unwrap(), b"e1".to_vec());
         assert!(ent_rx.try_recv().is_err(), "only the entropy command");
+        assert_eq!(
+            dropped(&counters, "unknown"),
+            2,
+            "exec and config are counted"
+        );
+        assert_eq!(dropped(&counters, "busy"), 0);
+    }
+
+    fn dropped(counters: &LinkCounters, reason: &str) -> u64 {
+        counters
+            .dropped_by_reason()
+            .into_iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| n)
     }
 
     #[tokio::test]
     async fn a_full_entropy_queue_does_not_hold_up_downlinks() {
+        let counters = Arc::new(LinkCounters::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (down_tx, mut down_rx) = mpsc::channel(8);
         let (ent_tx, _ent_rx) = mpsc::channel(1);
-        let router = tokio::spawn(run_router(cmd_rx, down_tx, Some(ent_tx)));
+        let router = tokio::spawn(run_router(cmd_rx, down_tx, Some(ent_tx), counters.clone()));
         for _ in 0..10 {
             cmd_tx.send(cmd("poc_entropy", b"e")).await.unwrap();
         }
@@ -137,16 +166,19 @@ mod tests {
             .expect("the router is not blocked by the entropy queue")
             .unwrap();
         assert_eq!(down_rx.try_recv().unwrap(), cmd("down", b"d"));
+        assert_eq!(dropped(&counters, "busy"), 9, "one fits the entropy queue");
     }
 
     #[tokio::test]
     async fn entropy_without_poc_is_dropped() {
+        let counters = Arc::new(LinkCounters::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (down_tx, mut down_rx) = mpsc::channel(8);
-        let router = tokio::spawn(run_router(cmd_rx, down_tx, None));
+        let router = tokio::spawn(run_router(cmd_rx, down_tx, None, counters.clone()));
         cmd_tx.send(cmd("poc_entropy", b"e")).await.unwrap();
         drop(cmd_tx);
         router.await.unwrap();
         assert!(down_rx.try_recv().is_err());
+        assert_eq!(dropped(&counters, "unknown"), 1);
     }
 }

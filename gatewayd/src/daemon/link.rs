@@ -168,13 +168,18 @@ fn spawn_link(
         config.mqtt.host,
         config.mqtt.port
     );
-    let (task, commands, link_state) = crate::mqtt::spawn(
+    let crate::mqtt::Spawned {
+        task,
+        commands,
+        state: link_state,
+        counters: link_counters,
+    } = crate::mqtt::spawn(
         config.mqtt.clone(),
         gateway,
         core.outbox.clone(),
         link_token,
     );
-    state.set_link(link_state.clone());
+    state.set_link(link_state.clone(), link_counters.clone());
     let st = state.clone();
     let mut changes = link_state;
     let watch_task = tokio::spawn(async move {
@@ -206,7 +211,12 @@ fn spawn_link(
     );
     state.set_beacon_counters(beacon_counters);
     let (down_tx, down_rx) = mpsc::channel(16);
-    tokio::spawn(commands::run_router(commands, down_tx, entropy_tx));
+    tokio::spawn(commands::run_router(
+        commands,
+        down_tx,
+        entropy_tx,
+        link_counters,
+    ));
     let downlink_task = tokio::spawn(downlink.run(down_rx));
     LinkTasks {
         mqtt: task,

@@ -10,7 +10,7 @@ use drivers::radio::{Eui64, RadioHealth};
 use tokio::sync::watch;
 
 use crate::chirpstack::LocationSource;
-use crate::mqtt::LinkState;
+use crate::mqtt::{LinkCounters, LinkState};
 use crate::outbox::OutboxStats;
 use crate::pipeline::task::minute_now;
 use crate::pipeline::PipelineCounters;
@@ -18,6 +18,10 @@ use crate::position::Whereabouts;
 use crate::service::status::{
     render_line, ClassCount, GpsStatus, MqttStatus, RadioStatus, StatusSnapshot,
 };
+
+/// The MQTT link as the daemon state sees it: its state, when that last changed, and its
+/// counters.
+pub type LinkView = (watch::Receiver<LinkState>, Instant, Arc<LinkCounters>);
 
 /// Shared, read-mostly daemon state.
 pub struct DaemonState {
@@ -31,8 +35,9 @@ pub struct DaemonState {
     pub gateway: watch::Receiver<Option<Eui64>>,
     /// Pipeline counters.
     pub pipeline: Arc<PipelineCounters>,
-    /// The MQTT link's state (set once the link runs) and when it last changed.
-    pub link: Mutex<Option<(watch::Receiver<LinkState>, Instant)>>,
+    /// The MQTT link's state (set once the link runs), when it last changed, and its
+    /// counters.
+    pub link: Mutex<Option<LinkView>>,
     /// The outbox's latest figures.
     pub outbox: Mutex<Option<OutboxStats>>,
     /// Location and GPS.
@@ -68,9 +73,19 @@ impl DaemonState {
             },
         });
         let mqtt = self.link.lock().ok().and_then(|g| {
-            g.as_ref().map(|(rx, since)| {
+            g.as_ref().map(|(rx, since, counters)| {
                 let state = rx.borrow().clone();
+                let load =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 MqttStatus {
+                    connections_total: load(&counters.connections),
+                    resent_total: load(&counters.resent),
+                    commands_total: load(&counters.commands),
+                    commands_dropped: counters
+                        .dropped_by_reason()
+                        .into_iter()
+                        .map(|(r, n)| (r.to_string(), n))
+                        .collect(),
                     connected: matches!(state, LinkState::Connected),
                     broker: self.broker.clone(),
                     since_seconds: Some(since.elapsed().as_secs()),
@@ -207,16 +222,16 @@ impl DaemonState {
     }
 
     /// Record that the link runs.
-    pub fn set_link(&self, rx: watch::Receiver<LinkState>) {
+    pub fn set_link(&self, rx: watch::Receiver<LinkState>, counters: Arc<LinkCounters>) {
         if let Ok(mut g) = self.link.lock() {
-            *g = Some((rx, Instant::now()));
+            *g = Some((rx, Instant::now(), counters));
         }
     }
 
     /// Note a link state change (for "since").
     pub fn link_changed(&self) {
         if let Ok(mut g) = self.link.lock() {
-            if let Some((_, since)) = g.as_mut() {
+            if let Some((_, since, _)) = g.as_mut() {
                 *since = Instant::now();
             }
         }

@@ -141,7 +141,9 @@ impl DownlinkTask {
     }
 
     /// Handle one `command/down` payload: returns the ack it stored, or `None` when the
-    /// payload was rejected (nothing sent, nothing acknowledged).
+    /// payload was rejected without one (nothing sent, nothing acknowledged). A rejected
+    /// frame that is ours and names its downlink (too many items) is acknowledged with
+    /// [`reject_ack`](super::reject_ack).
     pub async fn handle(&mut self, payload: &[u8]) -> Option<gw::DownlinkTxAck> {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let frame = match decode_downlink(payload, self.config.json, self.config.gateway) {
@@ -149,7 +151,11 @@ impl DownlinkTask {
             Err(e) => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 self.warn(e.kind(), format!("command/down rejected: {e}"));
-                return None;
+                let ack = super::reject_ack(self.config.gateway, &e)?;
+                let statuses: Vec<gw::TxAckStatus> = ack.items.iter().map(|i| i.status()).collect();
+                self.counters.count_ack(&statuses);
+                self.store_ack(&ack).await;
+                return Some(ack);
             }
         };
         let id = frame.downlink_id;
@@ -198,18 +204,24 @@ impl DownlinkTask {
         counter.fetch_add(1, Ordering::Relaxed);
         self.counters.count_ack(&statuses);
         let ack = tx_ack(self.config.gateway, &frame, &statuses);
+        self.store_ack(&ack).await;
+        Some(ack)
+    }
+
+    /// Store `ack` for the link to publish on `event/ack`.
+    async fn store_ack(&mut self, ack: &gw::DownlinkTxAck) {
         let topic = crate::mqtt::topic(&self.config.topic_prefix, self.config.gateway, "event/ack");
         let msg = NewMessage::new(
             Class::Control,
             topic,
-            crate::chirpstack::encode(&ack, self.config.json),
+            crate::chirpstack::encode(ack, self.config.json),
         );
         if let Err(e) = self.outbox.store(vec![msg]).await {
+            let id = ack.downlink_id;
             self.warn(
                 "ack_store",
                 format!("downlink {id}: cannot store its ack: {e}"),
             );
         }
-        Some(ack)
     }
 }

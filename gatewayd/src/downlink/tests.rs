@@ -306,6 +306,61 @@ fn decode_rejects_other_gateways_and_bad_item_counts() {
     ));
 }
 
+/// A frame with `n` copies of its first item.
+fn many_items(n: usize) -> gw::DownlinkFrame {
+    let mut f = rx1_rx2(7);
+    let item = f.items[0].clone();
+    f.items = vec![item; n];
+    f
+}
+
+#[test]
+fn a_10000_item_frame_is_counted_not_decoded_and_named_by_its_id() {
+    let f = many_items(10_000);
+    let bytes = f.encode_to_vec();
+    assert_eq!(
+        decode_downlink(&bytes, false, GW),
+        Err(CommandError::ItemCount {
+            downlink_id: 4242,
+            items: 10_000
+        })
+    );
+    let json = serde_json::to_vec(&f).unwrap();
+    assert_eq!(
+        decode_downlink(&json, true, GW),
+        Err(CommandError::ItemCount {
+            downlink_id: 4242,
+            items: 10_000
+        })
+    );
+    let e = decode_downlink(&bytes, false, GW).unwrap_err();
+    assert!(e.to_string().contains("10000 items"), "{e}");
+    // Another gateway's is still not ours, and gets no answer.
+    let mut other = many_items(10_000);
+    other.gateway_id = "0102030405060709".into();
+    let e = decode_downlink(&other.encode_to_vec(), false, GW).unwrap_err();
+    assert_eq!(e.kind(), "other_gateway");
+    assert_eq!(reject_ack(GW, &e), None);
+    // Ours gets one INTERNAL_ERROR item for its id.
+    let ack = reject_ack(GW, &decode_downlink(&bytes, false, GW).unwrap_err()).unwrap();
+    assert_eq!(ack.downlink_id, 4242);
+    assert_eq!(ack.gateway_id, GW.to_string());
+    let s: Vec<_> = ack.items.iter().map(|i| i.status()).collect();
+    assert_eq!(s, [gw::TxAckStatus::InternalError]);
+    // MAX_ITEMS still decodes; truncated wire bytes are a protobuf error as before.
+    assert_eq!(
+        decode_downlink(&many_items(MAX_ITEMS).encode_to_vec(), false, GW)
+            .unwrap()
+            .items
+            .len(),
+        MAX_ITEMS
+    );
+    assert!(matches!(
+        decode_downlink(&bytes[..bytes.len() - 3], false, GW),
+        Err(CommandError::Protobuf { .. })
+    ));
+}
+
 #[test]
 fn ack_carries_ids_and_statuses() {
     let f = rx1_rx2(7);
@@ -428,6 +483,28 @@ mod task_tests {
         assert_eq!(ob.stats().await.unwrap().messages(), 0, "no ack stored");
         let c = t.counters();
         assert_eq!(c.rejected.load(std::sync::atomic::Ordering::Relaxed), 2);
+        ob.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_frame_with_too_many_items_is_acked_as_an_error_and_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, mut seen, ob) = task(dir.path(), vec![TxStatus::Ok]);
+        let ack = t
+            .handle(&many_items(10_000).encode_to_vec())
+            .await
+            .expect("an ack for our downlink");
+        assert_eq!(ack.downlink_id, 4242);
+        assert_eq!(ack.items[0].status(), gw::TxAckStatus::InternalError);
+        assert!(seen.try_recv().is_err(), "nothing handed to the backend");
+        assert_eq!(ob.stats().await.unwrap().messages(), 1, "the ack is stored");
+        let (d, _, _) = t.stats().status();
+        assert_eq!((d.received, d.rejected, d.sent), (1, 1, 0));
+        assert_eq!(d.acks["INTERNAL_ERROR"], 1);
+        // The next legal downlink goes out.
+        let ack = t.handle(&rx1_rx2(1000).encode_to_vec()).await.unwrap();
+        assert!(ack.items.iter().any(|i| i.status() == gw::TxAckStatus::Ok));
+        assert!(seen.try_recv().is_ok());
         ob.close().await.unwrap();
     }
 

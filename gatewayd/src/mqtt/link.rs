@@ -1,6 +1,10 @@
 //! The async MQTT link task. It only moves bytes: rumqttc's event loop runs in its own task
 //! (its `poll` is not cancel-safe) and forwards events here; the [`Window`] decides what is
 //! done; the outbox is asked for more whenever the window has room.
+//!
+//! After a lost connection the window's unconfirmed messages go back to the outbox, and so
+//! do messages of a pending `next` call (the outbox takes them back when the call is
+//! dropped): the outbox has nothing in flight while no connection is up.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +18,13 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use super::state::{Backoff, Window};
-use super::{conn_state_payload, options, topic, Command, LinkState};
+use super::{
+    conn_state_payload, options, topic, Command, CommandDrop, LinkCounters, LinkState, MAX_COMMAND,
+};
 use crate::config::MqttConfig;
 use crate::outbox::{Message, OutboxError, OutboxHandle};
 use drivers::ratelimit::RateLimiter;
@@ -30,7 +39,39 @@ const EVENT_QUEUE: usize = 1024;
 const EVENTS_PER_ROUND: usize = 512;
 
 type NextFuture = Pin<Box<dyn Future<Output = Result<Vec<Message>, OutboxError>> + Send>>;
-type EventRx = mpsc::Receiver<Result<Event, ConnectionError>>;
+type EventRx = mpsc::Receiver<Polled>;
+
+/// What the rumqttc task passes on.
+enum Polled {
+    /// An event.
+    Event(Event),
+    /// A publish from the broker whose payload exceeded [`MAX_COMMAND`]; the payload was
+    /// dropped in the rumqttc task (rumqttc has already acknowledged it to the broker).
+    Oversized {
+        /// Its topic.
+        topic: String,
+        /// Its payload length.
+        len: usize,
+    },
+    /// The connection failed.
+    Failed(ConnectionError),
+}
+
+impl Polled {
+    /// An event, with an oversized command's payload dropped at once (bounded memory even
+    /// while the link is busy and events queue up).
+    fn screen(event: Event) -> Polled {
+        match event {
+            Event::Incoming(Incoming::Publish(p)) if p.payload.len() > MAX_COMMAND => {
+                Polled::Oversized {
+                    len: p.payload.len(),
+                    topic: p.topic,
+                }
+            }
+            event => Polled::Event(event),
+        }
+    }
+}
 
 /// Aborts the rumqttc task (closing its socket) when the connection ends or the link task is
 /// dropped or aborted.
@@ -57,6 +98,7 @@ struct Link {
     conn_topic: String,
     command_prefix: String,
     command_warn: RateLimiter,
+    counters: Arc<LinkCounters>,
 }
 
 /// One connection attempt's state.
@@ -74,6 +116,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
     commands: mpsc::Sender<Command>,
     state: watch::Sender<LinkState>,
+    counters: Arc<LinkCounters>,
 ) {
     let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
     let mut link = Link {
@@ -86,6 +129,7 @@ pub(crate) async fn run(
         commands,
         state,
         command_warn: RateLimiter::new(Duration::from_secs(10)),
+        counters,
     };
     // During an outage every failed attempt is logged at debug; a warning says so once a
     // minute (with how many attempts failed), so the journal is not flooded.
@@ -125,11 +169,25 @@ pub(crate) async fn run(
 }
 
 /// Runs rumqttc's event loop until it fails or the link stops listening.
-async fn poll(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, ConnectionError>>) {
+async fn poll(mut eventloop: EventLoop, events: mpsc::Sender<Polled>) {
     loop {
-        let event = eventloop.poll().await;
-        let failed = event.is_err();
-        if events.send(event).await.is_err() || failed {
+        let polled = match eventloop.poll().await {
+            Ok(event) => Polled::screen(event),
+            Err(e) => {
+                // Events rumqttc handled before the failure (PUBACKs read in the same batch)
+                // are still buffered: pass them on, so only messages whose PUBACK really
+                // never came are resent.
+                let buffered: Vec<Event> = eventloop.state.events.drain(..).collect();
+                for event in buffered {
+                    if events.send(Polled::screen(event)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = events.send(Polled::Failed(e)).await;
+                return;
+            }
+        };
+        if events.send(polled).await.is_err() {
             return;
         }
     }
@@ -177,12 +235,7 @@ impl Link {
                     let mut event = event;
                     let mut handled = 0;
                     loop {
-                        let result = match event {
-                            None => Err("the MQTT event loop stopped".to_string()),
-                            Some(Err(e)) => Err(e.to_string()),
-                            Some(Ok(ev)) => self.handle(&mut s, ev, backoff),
-                        };
-                        if let Err(reason) = result {
+                        if let Err(reason) = self.polled(&mut s, event, backoff) {
                             return self.lost(&mut s, reason);
                         }
                         handled += 1;
@@ -220,6 +273,31 @@ impl Link {
         }
     }
 
+    /// Handle what the rumqttc task passed on (`None`: it stopped); `Err` ends the
+    /// connection.
+    fn polled(
+        &mut self,
+        s: &mut Session,
+        polled: Option<Polled>,
+        backoff: &mut Backoff,
+    ) -> Result<(), String> {
+        match polled {
+            None => Err("the MQTT event loop stopped".to_string()),
+            Some(Polled::Failed(e)) => Err(e.to_string()),
+            Some(Polled::Event(ev)) => self.handle(s, ev, backoff),
+            Some(Polled::Oversized { topic, len }) => {
+                self.counters.dropped(CommandDrop::Oversized);
+                if let Some(n) = self.command_warn.check("oversized", Instant::now()) {
+                    log::warn!(
+                        "mqtt: discarded a {len}-byte message on {topic}: commands are limited \
+                         to {MAX_COMMAND} bytes ({n} other warnings suppressed)"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Handle one rumqttc event; `Err` ends the connection.
     fn handle(
         &mut self,
@@ -231,6 +309,7 @@ impl Link {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 s.connected = true;
                 backoff.reset();
+                self.counters.connections.fetch_add(1, Ordering::Relaxed);
                 log::info!(
                     "mqtt: connected to {}:{} as {}",
                     self.config.host,
@@ -280,6 +359,7 @@ impl Link {
             .strip_prefix(&self.command_prefix)
             .filter(|k| !k.is_empty() && !k.contains('/'));
         let Some(kind) = kind else {
+            self.counters.dropped(CommandDrop::Topic);
             if self.command_warn.check("topic", Instant::now()).is_some() {
                 log::warn!("mqtt: ignored a message on unexpected topic {:?}", p.topic);
             }
@@ -291,8 +371,11 @@ impl Link {
             payload: p.payload.to_vec(),
         };
         match self.commands.try_send(cmd) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.counters.commands.fetch_add(1, Ordering::Relaxed);
+            }
             Err(mpsc::error::TrySendError::Full(cmd)) => {
+                self.counters.dropped(CommandDrop::QueueFull);
                 if let Some(n) = self.command_warn.check("queue_full", Instant::now()) {
                     log::warn!(
                         "mqtt: command queue full: dropped a {} command ({n} other warnings suppressed)",
@@ -301,6 +384,7 @@ impl Link {
                 }
             }
             Err(mpsc::error::TrySendError::Closed(cmd)) => {
+                self.counters.dropped(CommandDrop::Busy);
                 log::debug!(
                     "mqtt: nobody takes commands; dropped a {} command",
                     cmd.kind
@@ -325,7 +409,13 @@ impl Link {
             match s.client.try_publish(m.topic, qos, false, m.payload) {
                 Ok(()) => s.window.issued(Some(m.id)),
                 Err(e) => {
-                    log::warn!("mqtt: cannot queue a publish ({e}); it will be retried");
+                    // The event loop is gone; its error ends the connection next.
+                    if let Some(n) = self.command_warn.check("publish", Instant::now()) {
+                        log::warn!(
+                            "mqtt: cannot queue a publish ({e}); it will be retried \
+                             ({n} other warnings suppressed)"
+                        );
+                    }
                     self.outbox.requeue(vec![m.id]);
                 }
             }
@@ -344,14 +434,24 @@ impl Link {
         let unconfirmed = s.window.disconnected();
         if s.connected {
             log::warn!(
-                "mqtt: connection to {}:{} lost ({reason}); {} unconfirmed messages will be resent",
+                "mqtt: connection to {}:{} lost ({reason}); {} unconfirmed messages will be resent \
+                 ({} of them were written, so the broker may get them twice)",
                 self.config.host,
                 self.config.port,
-                unconfirmed.len()
+                unconfirmed.ids.len(),
+                unconfirmed.written
             );
         }
-        self.outbox.requeue(unconfirmed);
+        self.requeue(unconfirmed);
         Ended::Lost(reason)
+    }
+
+    /// Hand unconfirmed messages back to the outbox; count those that may be duplicates.
+    fn requeue(&self, unconfirmed: super::state::Unconfirmed) {
+        self.counters
+            .resent
+            .fetch_add(unconfirmed.written as u64, Ordering::Relaxed);
+        self.outbox.requeue(unconfirmed.ids);
     }
 
     /// Graceful stop: wait (bounded) for in-flight PUBACKs, publish OFFLINE, disconnect.
@@ -370,7 +470,7 @@ impl Link {
             let deadline = Instant::now() + GOODBYE_TIMEOUT;
             self.drain(s, events, deadline, &mut backoff).await;
             if s.client.try_disconnect().is_ok() {
-                while let Ok(Some(Ok(ev))) =
+                while let Ok(Some(Polled::Event(ev))) =
                     tokio::time::timeout_at(deadline.into(), events.recv()).await
                 {
                     if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
@@ -385,7 +485,8 @@ impl Link {
             );
         }
         self.flush_acks(s);
-        self.outbox.requeue(s.window.disconnected());
+        let unconfirmed = s.window.disconnected();
+        self.requeue(unconfirmed);
     }
 
     /// Handle events until the window is empty or `deadline`.
@@ -398,12 +499,12 @@ impl Link {
     ) {
         while !s.window.is_idle() {
             match tokio::time::timeout_at(deadline.into(), events.recv()).await {
-                Ok(Some(Ok(ev))) => {
-                    if self.handle(s, ev, backoff).is_err() {
+                Ok(polled) => {
+                    if self.polled(s, polled, backoff).is_err() {
                         break;
                     }
                 }
-                _ => break,
+                Err(_) => break,
             }
         }
         self.flush_acks(s);

@@ -15,6 +15,8 @@ mod link;
 mod options;
 pub mod state;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chirpstack_api::gw;
@@ -59,6 +61,94 @@ pub enum LinkState {
 /// Commands queued for the daemon at most; more are dropped with a warning.
 pub const COMMAND_QUEUE: usize = 64;
 
+/// Largest command payload passed on (a `gw.DownlinkFrame` is well under 1 KiB). A larger
+/// one is discarded with a counted, rate-limited warning; the connection stays up. With
+/// [`COMMAND_QUEUE`] this bounds the queued commands to 4 MiB.
+pub const MAX_COMMAND: usize = 64 * 1024;
+
+/// Largest MQTT packet read from the broker. Anything up to this size is read (and, above
+/// [`MAX_COMMAND`], discarded); a larger packet ends the connection, because rumqttc cannot
+/// skip a packet it refuses to read. Cap what publishers may send at the broker (Mosquitto:
+/// `max_packet_size`) to keep hostile commands below it. See docs/operations.md.
+pub const MAX_INCOMING_PACKET: usize = 2 * 1024 * 1024;
+
+/// Why a command from the broker was not passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandDrop {
+    /// Its payload is larger than [`MAX_COMMAND`].
+    Oversized,
+    /// The command queue was full.
+    QueueFull,
+    /// It arrived on a topic that is not `{prefix}/gateway/{id}/command/{kind}`.
+    Topic,
+    /// Its kind is not one the daemon knows (counted by the command router).
+    Unknown,
+    /// Its receiver was busy or stopped (counted by the command router).
+    Busy,
+}
+
+impl CommandDrop {
+    /// Every reason, in counter order.
+    pub const ALL: [CommandDrop; 5] = [
+        CommandDrop::Oversized,
+        CommandDrop::QueueFull,
+        CommandDrop::Topic,
+        CommandDrop::Unknown,
+        CommandDrop::Busy,
+    ];
+
+    /// The label in status and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandDrop::Oversized => "oversized",
+            CommandDrop::QueueFull => "queue_full",
+            CommandDrop::Topic => "topic",
+            CommandDrop::Unknown => "unknown",
+            CommandDrop::Busy => "busy",
+        }
+    }
+}
+
+/// What the link counted since start (for status and metrics).
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// Sessions established (CONNACK received).
+    pub connections: AtomicU64,
+    /// Messages published again on a later connection because their PUBACK never came:
+    /// the only messages the broker may have received twice.
+    pub resent: AtomicU64,
+    /// Commands passed on to the daemon.
+    pub commands: AtomicU64,
+    dropped: [AtomicU64; 5],
+}
+
+impl LinkCounters {
+    /// Count a command not passed on.
+    pub fn dropped(&self, why: CommandDrop) {
+        self.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Commands not passed on, by reason (every reason, zeros included).
+    pub fn dropped_by_reason(&self) -> Vec<(&'static str, u64)> {
+        CommandDrop::ALL
+            .iter()
+            .map(|r| (r.name(), self.dropped[*r as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The running link.
+pub struct Spawned {
+    /// The link task.
+    pub task: tokio::task::JoinHandle<()>,
+    /// Commands from the network.
+    pub commands: mpsc::Receiver<Command>,
+    /// The link's state.
+    pub state: watch::Receiver<LinkState>,
+    /// Its counters.
+    pub counters: Arc<LinkCounters>,
+}
+
 /// Start the link task. It runs until `shutdown` is cancelled, then stops pulling from the
 /// outbox, waits (at most 2 s, `DRAIN_TIMEOUT`) for in-flight PUBACKs, publishes OFFLINE
 /// and disconnects.
@@ -67,13 +157,10 @@ pub fn spawn(
     gateway: Eui64,
     outbox: OutboxHandle,
     shutdown: CancellationToken,
-) -> (
-    tokio::task::JoinHandle<()>,
-    mpsc::Receiver<Command>,
-    watch::Receiver<LinkState>,
-) {
-    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
+) -> Spawned {
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let (state_tx, state) = watch::channel(LinkState::Connecting);
+    let counters = Arc::new(LinkCounters::default());
     let task = tokio::spawn(link::run(
         config,
         gateway,
@@ -81,8 +168,14 @@ pub fn spawn(
         shutdown,
         commands_tx,
         state_tx,
+        counters.clone(),
     ));
-    (task, commands_rx, state_rx)
+    Spawned {
+        task,
+        commands,
+        state,
+        counters,
+    }
 }
 
 /// The `gw.ConnState` payload: protobuf, or its JSON mapping when `json`.

@@ -9,8 +9,8 @@ use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use super::{conn_state_payload, topic};
 use crate::config::{MqttConfig, MqttScheme};
 
-/// Largest packet accepted or sent (commands and events are far smaller).
-const MAX_PACKET: usize = 256 * 1024;
+/// Largest packet sent (events are far smaller).
+const MAX_OUTGOING_PACKET: usize = 256 * 1024;
 
 /// The client id: configured, or `gatewayd-{gateway id}` (unique per gateway).
 pub(crate) fn client_id(config: &MqttConfig, gateway: Eui64) -> String {
@@ -26,7 +26,7 @@ pub(crate) fn build(config: &MqttConfig, gateway: Eui64) -> Result<MqttOptions, 
     o.set_keep_alive(config.keep_alive)
         .set_clean_session(true)
         .set_inflight(config.inflight)
-        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_max_packet_size(super::MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
         .set_last_will(LastWill::new(
             topic(&config.topic_prefix, gateway, "state/conn"),
             conn_state_payload(gateway, false, config.json),

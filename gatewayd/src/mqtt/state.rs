@@ -71,15 +71,25 @@ impl Window {
         self.awaiting_ack.remove(&pkid).flatten()
     }
 
-    /// The connection is gone: every unconfirmed outbox id, oldest first, to hand out again.
-    pub fn disconnected(&mut self) -> Vec<i64> {
-        let mut acked: Vec<(u16, Option<i64>)> = self.awaiting_ack.drain().collect();
-        acked.sort_unstable();
-        let mut ids: Vec<i64> = acked.into_iter().filter_map(|(_, id)| id).collect();
+    /// The connection is gone: every unconfirmed outbox id, oldest first, to hand out again,
+    /// and how many of them were written to the broker (their PUBACK was lost, so the broker
+    /// may already have them: resending them can make duplicates).
+    pub fn disconnected(&mut self) -> Unconfirmed {
+        let mut ids: Vec<i64> = self.awaiting_ack.drain().filter_map(|(_, id)| id).collect();
+        let written = ids.len();
         ids.extend(self.issued.drain(..).flatten());
         ids.sort_unstable();
-        ids
+        Unconfirmed { ids, written }
     }
+}
+
+/// What a lost connection leaves unconfirmed (see [`Window::disconnected`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// Outbox ids to hand out again, oldest first.
+    pub ids: Vec<i64>,
+    /// How many of them were written and not acknowledged (possible duplicates).
+    pub written: usize,
 }
 
 /// Exponential backoff with full jitter: the n-th consecutive failure waits a uniformly random
@@ -172,7 +182,14 @@ mod tests {
         w.written(1);
         w.written(2);
         assert_eq!(w.puback(1), Some(7));
-        assert_eq!(w.disconnected(), vec![8, 9, 10]);
+        // 8 was written (its PUBACK may be lost), 9 and 10 never left.
+        assert_eq!(
+            w.disconnected(),
+            Unconfirmed {
+                ids: vec![8, 9, 10],
+                written: 1
+            }
+        );
         assert!(w.is_idle());
         assert_eq!(w.room(), 10);
         assert_eq!(w.puback(2), None);

@@ -341,6 +341,29 @@ impl OutboxError {
     }
 }
 
+/// The reply of a [`OutboxHandle::next`] call not yet received. Dropped unreceived, it
+/// closes the channel (the thread then requeues what it still sends) and puts back what was
+/// already in it.
+struct PendingNext {
+    rx: Option<oneshot::Receiver<Result<Vec<Message>, OutboxError>>>,
+    tx: std_mpsc::Sender<Request>,
+}
+
+impl Drop for PendingNext {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        rx.close();
+        if let Ok(Ok(msgs)) = rx.try_recv() {
+            let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
+            if !ids.is_empty() {
+                let _ = self.tx.send(Request::Requeue(ids));
+            }
+        }
+    }
+}
+
 /// The cloneable handle to the outbox thread.
 #[derive(Clone)]
 pub struct OutboxHandle {
@@ -388,13 +411,24 @@ impl OutboxHandle {
     /// Up to `max` sendable messages, highest class first, then oldest; waits until there is
     /// at least one. They are in flight until acked or requeued. Cancel-safe: messages taken
     /// for a dropped call are put back.
+    ///
+    /// The reply can be in the channel when the call is dropped (the outbox thread answered,
+    /// the caller never polled again): [`PendingNext`] then hands those messages back, so
+    /// they are not left "in flight" with nobody sending them.
     pub async fn next(&self, max: usize) -> Result<Vec<Message>, OutboxError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
         self.send(Request::Next(max, reply))?;
-        rx.await.map_err(|_| OutboxError::Closed)?
+        let mut pending = PendingNext {
+            rx: Some(rx),
+            tx: self.tx.clone(),
+        };
+        let rx = pending.rx.as_mut().expect("set above");
+        let result = rx.await;
+        pending.rx = None;
+        result.map_err(|_| OutboxError::Closed)?
     }
 
     /// The broker confirmed these messages: delete them (batched).

@@ -401,6 +401,60 @@ async fn a_cancelled_next_loses_nothing() {
     ob.close().await.unwrap();
 }
 
+/// The thread answered a `next` call but the caller dropped it before polling again (the
+/// MQTT link does this when its connection dies): the messages must not stay in flight.
+#[tokio::test]
+async fn a_next_dropped_after_its_answer_puts_the_messages_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = OutboxHandle::open(&config(dir.path())).unwrap();
+    let mut call = Box::pin(ob.next(10));
+    // Poll once on an empty outbox: the request waits on the outbox thread ...
+    assert!(futures_poll_once(call.as_mut()).await.is_none());
+    // ... which answers it as soon as messages are stored.
+    ob.store((0..3).map(|i| msg(Class::Uplink, i)).collect())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = ob.stats().await.unwrap();
+        if s.in_flight() == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never answered: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(call);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = ob.stats().await.unwrap();
+        if s.in_flight() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still in flight: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = next_now(&ob, 10).await;
+    assert_eq!(payloads(&got), ["payload-0", "payload-1", "payload-2"]);
+    ob.close().await.unwrap();
+}
+
+/// Poll `f` once; `Some` if it completed.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
 #[tokio::test]
 async fn open_migrates_an_empty_file_and_a_v0_database() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,6 +20,44 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_CONNECTIONS: usize = 16;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The MQTT link's counters.
+fn mqtt_counters(
+    metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]),
+    m: Option<&super::status::MqttStatus>,
+) {
+    let Some(m) = m else {
+        return;
+    };
+    let one = |v: u64| [(String::new(), v as f64)];
+    metric(
+        "gatewayd_mqtt_connections_total",
+        "counter",
+        "MQTT sessions established since the daemon started.",
+        &one(m.connections_total),
+    );
+    metric(
+        "gatewayd_mqtt_resent_total",
+        "counter",
+        "Messages published again after a lost connection because their PUBACK never came.",
+        &one(m.resent_total),
+    );
+    metric(
+        "gatewayd_mqtt_commands_total",
+        "counter",
+        "Commands from the network passed on since the daemon started.",
+        &one(m.commands_total),
+    );
+    metric(
+        "gatewayd_mqtt_commands_dropped_total",
+        "counter",
+        "Commands from the network discarded, by reason.",
+        &m.commands_dropped
+            .iter()
+            .map(|(r, n)| (format!("{{reason=\"{}\"}}", escape(r)), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+}
+
 /// The exposition text for one snapshot. Unknown (`None`) figures are left out.
 pub fn render_metrics(s: &StatusSnapshot) -> String {
     let mut out = String::new();
@@ -69,6 +107,7 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         "Whether the MQTT session to the broker is up (1) or not (0).",
         &b(s.mqtt.as_ref().map(|m| m.connected)),
     );
+    mqtt_counters(&mut metric, s.mqtt.as_ref());
     metric(
         "gatewayd_outbox_messages",
         "gauge",

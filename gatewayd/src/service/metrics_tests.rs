@@ -238,3 +238,19 @@ async fn a_real_scrape_over_tcp() {
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
 }
+
+#[test]
+fn the_mqtt_link_counters_are_exported() {
+    let m = parse(&render_metrics(&sample()));
+    assert_eq!(m["gatewayd_mqtt_connections_total"], 3.0);
+    assert_eq!(m["gatewayd_mqtt_resent_total"], 2.0);
+    assert_eq!(m["gatewayd_mqtt_commands_total"], 11.0);
+    assert_eq!(
+        m["gatewayd_mqtt_commands_dropped_total{reason=\"oversized\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["gatewayd_mqtt_commands_dropped_total{reason=\"unknown\"}"],
+        4.0
+    );
+}

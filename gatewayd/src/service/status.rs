@@ -176,6 +176,15 @@ pub struct MqttStatus {
     pub since_seconds: Option<u64>,
     /// The last connection error, if disconnected.
     pub last_error: Option<String>,
+    /// Sessions established since start (one more per reconnect).
+    pub connections_total: u64,
+    /// Messages published again after a lost connection because their PUBACK never came
+    /// (the broker may have them twice).
+    pub resent_total: u64,
+    /// Commands passed on to the daemon since start.
+    pub commands_total: u64,
+    /// Commands discarded, by reason (`oversized`, `queue_full`, `topic`, `unknown`, `busy`).
+    pub commands_dropped: BTreeMap<String, u64>,
 }
 
 /// Duty-cycle use of one sub-band.
@@ -409,6 +418,21 @@ pub fn render(s: &StatusSnapshot) -> String {
                 }
                 if let (false, Some(e)) = (m.connected, &m.last_error) {
                     v.push_str(&format!(": {e}"));
+                }
+                if m.connections_total > 1 || m.resent_total > 0 {
+                    v.push_str(&format!(
+                        "; {} sessions since start, {} messages resent",
+                        m.connections_total, m.resent_total
+                    ));
+                }
+                let dropped: Vec<String> = m
+                    .commands_dropped
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect();
+                if !dropped.is_empty() {
+                    v.push_str(&format!("; commands dropped: {}", dropped.join(", ")));
                 }
                 v
             }

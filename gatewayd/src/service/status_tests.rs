@@ -17,6 +17,12 @@ pub(crate) fn sample() -> StatusSnapshot {
             broker: "broker.example:8883".into(),
             since_seconds: Some(75),
             last_error: Some("connection refused".into()),
+            connections_total: 3,
+            resent_total: 2,
+            commands_total: 11,
+            commands_dropped: [("oversized".to_string(), 1), ("unknown".to_string(), 4)]
+                .into_iter()
+                .collect(),
         }),
         outbox_messages: Some(42),
         outbox_oldest_age_seconds: Some(75),
@@ -145,7 +151,8 @@ fn human_view_shows_every_figure() {
         "0.1.0 (gateway 0016c001f153a14c)",
         "uptime          1d 2h",
         "semtech_udp running (127.0.0.1:1700)",
-        "DISCONNECTED from broker.example:8883 for 1m 15s: connection refused",
+        "DISCONNECTED from broker.example:8883 for 1m 15s: connection refused; 3 sessions \
+         since start, 2 messages resent; commands dropped: oversized 1, unknown 4",
         "42 messages, oldest 1m 15s ago",
         "17 in the last hour, 1234 since start",
         "last beacon     1h 0m ago",

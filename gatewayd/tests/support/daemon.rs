@@ -182,6 +182,11 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// `gatewayd status --json` of this daemon.
+    pub fn status(&self) -> serde_json::Value {
+        status_json(&self.config)
+    }
+
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         let mut s = String::new();
@@ -327,9 +332,31 @@ pub fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// An MQTT subscriber that keeps every publish it receives.
+/// `gatewayd --config <config> status --json` (panics if the command fails).
+pub fn status_json(config: &Path) -> serde_json::Value {
+    try_status_json(config).unwrap_or_else(|e| panic!("gatewayd status: {e}"))
+}
+
+/// `gatewayd --config <config> status --json`, or why it failed (say, the daemon is still
+/// starting and its status socket is not there yet).
+pub fn try_status_json(config: &Path) -> Result<serde_json::Value, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        .arg("--config")
+        .arg(config)
+        .args(["status", "--json"])
+        .output()
+        .map_err(|e| format!("cannot run gatewayd status: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
+}
+
+/// An MQTT subscriber that keeps every publish it receives. It subscribes again on every
+/// (re)connection, so it follows a broker that restarts without persistence.
 pub struct Subscriber {
     received: Arc<Mutex<Vec<Received>>>,
+    subacks: Arc<std::sync::atomic::AtomicU64>,
     _thread: std::thread::JoinHandle<()>,
 }
 
@@ -337,6 +364,7 @@ impl Subscriber {
     /// Subscribe to `filter` at QoS 1 on the broker at `port`; waits for the SUBACK.
     pub fn start(port: u16, filter: &str) -> Subscriber {
         let received = Arc::new(Mutex::new(Vec::new()));
+        let subacks = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut opts = rumqttc::MqttOptions::new(
             format!("test-sub-{}", rand::random::<u32>()),
             "127.0.0.1",
@@ -344,17 +372,21 @@ impl Subscriber {
         );
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_clean_session(false);
+        // It sees the commands too, hostile 1 MB ones included.
+        opts.set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut conn) = rumqttc::Client::new(opts, 64);
-        client
-            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
-            .expect("subscribe");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let r = received.clone();
+        let acks = subacks.clone();
+        let filter = filter.to_string();
         let thread = std::thread::spawn(move || {
-            let _client = client;
             for event in conn.iter() {
                 match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        let _ = client.try_subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce);
+                    }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        acks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let _ = ready_tx.send(());
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
@@ -376,8 +408,14 @@ impl Subscriber {
             .expect("SUBACK within 10 s");
         Subscriber {
             received,
+            subacks,
             _thread: thread,
         }
+    }
+
+    /// SUBACKs so far: one more after each reconnection.
+    pub fn subscriptions(&self) -> u64 {
+        self.subacks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Everything received so far.

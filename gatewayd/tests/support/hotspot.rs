@@ -73,14 +73,7 @@ impl Hotspot {
 
     /// `gatewayd status --json` of this hotspot.
     pub fn status(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-            .arg("--config")
-            .arg(self.config())
-            .args(["status", "--json"])
-            .output()
-            .expect("gatewayd status");
-        assert!(out.status.success(), "{}: status failed", self.id);
-        serde_json::from_slice(&out.stdout).expect("status JSON")
+        super::daemon::status_json(&self.config())
     }
 
     /// SIGTERM and wait (bounded); the exit status, or `None` if it had to be killed.

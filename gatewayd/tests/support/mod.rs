@@ -1,6 +1,7 @@
 //! Shared test harness of gatewayd's integration tests: a real Mosquitto broker (the same
 //! launcher the demo uses), MQTT subscribers, the real `gatewayd` binary and a GWMP packet
-//! forwarder. Use with `mod support;` in a test file.
+//! forwarder, and a TCP proxy that breaks connections on demand. Use with `mod support;` in a
+//! test file.
 #![allow(dead_code)]
 
 #[path = "../../../tools/src/broker.rs"]
@@ -9,4 +10,5 @@ pub mod daemon;
 pub mod hotspot;
 pub mod mosquitto;
 pub mod observe;
+pub mod proxy;
 pub mod publisher;

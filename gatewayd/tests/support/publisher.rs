@@ -13,11 +13,13 @@ pub struct Publisher {
 impl Publisher {
     /// Connect (the connection is driven by a thread that ends on drop).
     pub fn connect(port: u16) -> Publisher {
-        let opts = rumqttc::MqttOptions::new(
+        let mut opts = rumqttc::MqttOptions::new(
             format!("test-ns-{}", rand::random::<u32>()),
             "127.0.0.1",
             port,
         );
+        // Large enough for the hostile-command tests (1 MB payloads).
+        opts.set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut conn) = rumqttc::Client::new(opts, 16);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
