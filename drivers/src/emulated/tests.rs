@@ -248,6 +248,40 @@ async fn immediate_and_refused_transmissions() {
     stop.cancel();
 }
 
+/// An `Immediate` request accepted while another frame is on air is sent right after it,
+/// not dropped as "late": it has no instant to miss. (Programming the chip slowly, as on a
+/// loaded Pi or under qemu, made the same silent drop after the daemon was told `Ok`.)
+#[tokio::test]
+async fn immediate_request_during_a_transmission_is_sent_after_it() {
+    let (air, mut radio, stop) = start().await;
+    up(&air, &mut radio).await;
+    let mut long = downlink(TxTiming::Immediate);
+    long.modulation = Modulation::Lora {
+        sf: 12,
+        bw_hz: 125_000,
+        cr: Some(CodeRate::Cr45),
+    };
+    let c = &radio.control;
+    assert_eq!(c.transmit(long.clone(), WAIT).await, Ok(TxStatus::Ok));
+    assert!(
+        air.wait_mode(Mode::Tx, WAIT).await,
+        "first frame not on air"
+    );
+    let mut next = downlink(TxTiming::Immediate);
+    next.payload = b"\x60second".to_vec();
+    assert_eq!(c.transmit(next.clone(), WAIT).await, Ok(TxStatus::Ok));
+    let sent = air.wait_transmissions(2, WAIT).await;
+    assert_eq!(sent.len(), 2, "the second Immediate frame was not sent");
+    assert_eq!((sent[0].sf, sent[1].sf), (12, 9));
+    assert_eq!(sent[1].payload, next.payload);
+    // After the first one has left the antenna, not over it.
+    let first_end = sent[0].started_at + crate::lora_phy::schedule::airtime(&long);
+    assert!(sent[1].started_at >= first_end);
+    assert!(air.wait_mode(Mode::Rx, WAIT).await, "RX did not resume");
+    air.assert_no_faults();
+    stop.cancel();
+}
+
 async fn fault_then_recover(faults: Faults, expect: &str, trigger_tx: bool) {
     let (air, mut radio, stop) = start().await;
     up(&air, &mut radio).await;

@@ -5,8 +5,9 @@
 //! Timing: `tmst` is the backend's microsecond counter ([`Clock`]) at the RxDone interrupt.
 //! A transmission `AtCounter(t)` is programmed [`super::schedule::PREP_LEAD`] ahead, then `SetTx` is issued
 //! no earlier than the instant of `t`; tokio's timer makes it late by at most about a
-//! millisecond plus scheduling latency (tests allow 0..=15 ms). Frames whose programming
-//! ends more than [`LATE_TOLERANCE`] after their instant are dropped (logged), never sent late.
+//! millisecond plus scheduling latency (tests allow 0..=15 ms). Timed frames whose programming
+//! ends more than [`LATE_TOLERANCE`] after their instant are dropped (logged), never sent late;
+//! `Immediate` frames have no instant and are sent however long programming took.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::irq::{ControlledIv, IrqControl};
 use super::linux::TokioDelay;
 use super::pa_boost::PaBoostFix;
+pub use super::schedule::LATE_TOLERANCE;
 use super::schedule::{airtime, check_request, Clock, Scheduled, TxQueue};
 use super::snoop::{Snoop, Snooped};
 use super::{ErrorNote, LoraHardware, LoraPhyError, LoraPhySettings};
@@ -38,8 +40,6 @@ use crate::radio::{
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between re-initialisations.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A frame whose programming finishes later than this after its instant is not sent.
-pub const LATE_TOLERANCE: Duration = Duration::from_millis(5);
 /// Extra time allowed beyond the time on air for the TX-done interrupt.
 pub const TX_IRQ_MARGIN: Duration = Duration::from_millis(500);
 
@@ -472,12 +472,8 @@ async fn transmit<H: LoraHardware, RK: RadioKind>(
     lora.prepare_for_tx(&m, &mut p, i32::from(req.power_dbm), &req.payload)
         .await
         .map_err(|err| e("preparing a transmission", err))?;
-    let now = Instant::now();
-    if now > tx.start + LATE_TOLERANCE {
-        log::warn!(
-            "transmission dropped: programmed {:?} after its instant",
-            now - tx.start
-        );
+    if let Some(late) = tx.late_by(Instant::now()) {
+        log::warn!("transmission dropped: programmed {late:?} after its instant");
         return Ok(());
     }
     // Keep taking requests while waiting for the instant and while on air.

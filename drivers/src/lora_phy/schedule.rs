@@ -9,6 +9,8 @@ use crate::radio::{Modulation, TxRequest, TxStatus, TxTiming};
 
 /// Receive is interrupted this long before a timed transmission to program the chip.
 pub const PREP_LEAD: Duration = Duration::from_millis(30);
+/// A timed frame whose programming finishes later than this after its instant is not sent.
+pub const LATE_TOLERANCE: Duration = Duration::from_millis(5);
 /// A timed transmission further ahead than this is refused (`TooEarly`).
 pub const MAX_AHEAD: Duration = Duration::from_secs(20);
 /// Transmissions waiting at once.
@@ -94,6 +96,22 @@ pub struct Scheduled {
     pub end: Instant,
     /// What to send.
     pub request: TxRequest,
+}
+
+impl Scheduled {
+    /// How late the frame would leave if the chip is started at `now`, when that is more
+    /// than [`LATE_TOLERANCE`] past an instant it must keep (`AtCounter`): such a frame is
+    /// dropped, never sent late. An `Immediate` frame has no instant to miss (`start` is
+    /// only when it was accepted): it goes as soon as the chip is programmed, however long
+    /// that takes (a slow SPI bus, a loaded CPU, a transmission still on air), so it is
+    /// never late.
+    pub fn late_by(&self, now: Instant) -> Option<Duration> {
+        if self.request.timing == TxTiming::Immediate {
+            return None;
+        }
+        let late = now.saturating_duration_since(self.start);
+        (late > LATE_TOLERANCE).then_some(late)
+    }
 }
 
 /// Transmissions waiting for their time, earliest first.
@@ -263,6 +281,30 @@ mod tests {
         assert_eq!(s.start, first);
         assert_eq!(s.end - s.start, airtime(&s.request));
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn only_frames_with_an_instant_can_be_late() {
+        let t0 = Instant::now();
+        let c = Clock::new(t0);
+        let mut q = TxQueue::default();
+        assert_eq!(q.schedule(req(TxTiming::Immediate), t0, &c), Ok(()));
+        let immediate = q.pop_due(t0).unwrap();
+        assert_eq!(immediate.start, t0);
+        // Programmed long after it was accepted (slow bus, or behind another frame on
+        // air): still sent, since nothing asked for it to leave at a given instant.
+        assert_eq!(immediate.late_by(t0 + LATE_TOLERANCE * 2), None);
+        assert_eq!(immediate.late_by(t0 + Duration::from_secs(2)), None);
+
+        let at = c.counter_at(t0) + 1_000_000;
+        assert_eq!(q.schedule(req(TxTiming::AtCounter(at)), t0, &c), Ok(()));
+        let timed = q.pop_due(t0 + Duration::from_secs(1)).unwrap();
+        let instant = t0 + Duration::from_secs(1);
+        assert_eq!(timed.start, instant);
+        assert_eq!(timed.late_by(instant - PREP_LEAD), None);
+        assert_eq!(timed.late_by(instant + LATE_TOLERANCE), None);
+        let late = LATE_TOLERANCE + Duration::from_micros(1);
+        assert_eq!(timed.late_by(instant + late), Some(late));
     }
 
     #[test]
