@@ -27,6 +27,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 
 /// Page cache per connection, in KiB (negative `cache_size` in SQLite's terms).
 const CACHE_KIB: i64 = 512;
+/// WAL pages after which a commit checkpoints them into the database (SQLite's default is
+/// 1000, 4 MiB: on a small card the WAL alone could fill the disk, and a checkpoint then
+/// needs as much again). 128 pages = 512 KiB, well inside the outbox's free-space margin.
+const WAL_AUTOCHECKPOINT: i64 = 128;
+/// The WAL file is truncated back to this size after a checkpoint resets it.
+const WAL_SIZE_LIMIT: i64 = 1024 * 1024;
 
 /// Open (creating if needed) and migrate the database at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection, OutboxError> {
@@ -44,6 +50,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, OutboxError> {
     let conn = Connection::open(path).map_err(open_err)?;
     configure(&conn).map_err(open_err)?;
     migrate(&conn, path)?;
+    // Fold a WAL left by a crash into the database now (and truncate it), so it starts small;
+    // on a full disk this may fail, which changes nothing.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        log::debug!("outbox: {}: checkpoint at open: {e}", path.display());
+    }
     Ok(conn)
 }
 
@@ -70,6 +81,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+    conn.query_row(
+        &format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"),
+        [],
+        |_| Ok(()),
+    )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(())
 }

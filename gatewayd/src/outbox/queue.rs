@@ -12,10 +12,14 @@ use std::time::{Instant, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{from_ms, to_ms};
+use super::space::{Reserve, Room};
 use super::{
     Class, ClassStats, Message, NewMessage, OutboxError, OutboxStats, ACK_FLUSH, HEAD_CAP,
 };
 use drivers::ratelimit::RateLimiter;
+
+#[path = "queue_space.rs"]
+mod queue_space;
 
 /// Pending deletions that force a commit even without stores.
 const DELETE_BATCH: usize = 4096;
@@ -44,6 +48,14 @@ pub(crate) struct Queue {
     evict_warn: RateLimiter,
     expire_warn: RateLimiter,
     commits: u64,
+    /// Whether there is room for new messages (disk space as a state).
+    room: Room,
+    /// The reserve file released when a write fails for lack of space.
+    reserve: Reserve,
+    /// When free space is measured next (see `queue_space.rs`).
+    next_check: Instant,
+    /// Bytes stored since the last measurement.
+    stored_since_check: u64,
 }
 
 impl Queue {
@@ -55,7 +67,7 @@ impl Queue {
     ) -> Result<Queue, OutboxError> {
         let mut q = Queue {
             conn,
-            path,
+            path: path.clone(),
             max_bytes,
             total_bytes: 0,
             classes: Default::default(),
@@ -65,6 +77,10 @@ impl Queue {
             evict_warn: RateLimiter::new(WARN_INTERVAL),
             expire_warn: RateLimiter::new(WARN_INTERVAL),
             commits: 0,
+            room: Room::default(),
+            reserve: Reserve::new(&path),
+            next_check: Instant::now(),
+            stored_since_check: 0,
         };
         q.reload().map_err(|e| q.db_err(e))?;
         Ok(q)
@@ -79,9 +95,9 @@ impl Queue {
     }
 
     /// Forget the in-memory state and recount from the file (at open, and after a failed
-    /// transaction). Messages in flight will be handed out again (at least once).
+    /// transaction). Messages in flight stay in flight (their rows were committed before, so
+    /// a rollback keeps them), and rows whose deletion is pending are not counted again.
     fn reload(&mut self) -> rusqlite::Result<()> {
-        self.inflight.clear();
         self.total_bytes = 0;
         for q in &mut self.classes {
             q.mem.clear();
@@ -115,6 +131,27 @@ impl Queue {
             q.disk_from = (count > 0).then_some(0);
             self.total_bytes += bytes as u64;
         }
+        drop(stmt);
+        for m in self.inflight.values() {
+            self.classes[m.class.index()].stats.in_flight += 1;
+        }
+        let mut row = self
+            .conn
+            .prepare_cached("SELECT class, size FROM messages WHERE id = ?1")?;
+        for id in &self.pending_deletes {
+            let found: Option<(i64, i64)> = row
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((class, size)) = found {
+                if let Some(class) = Class::from_index(class) {
+                    let size = size.max(0) as u64;
+                    let q = &mut self.classes[class.index()];
+                    q.stats.messages = q.stats.messages.saturating_sub(1);
+                    q.stats.bytes = q.stats.bytes.saturating_sub(size);
+                    self.total_bytes = self.total_bytes.saturating_sub(size);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -137,19 +174,33 @@ impl Queue {
         match result {
             Ok(()) => {
                 self.commits += 1;
+                self.stored_since_check += batches.iter().flatten().map(|m| m.size()).sum::<u64>();
                 self.pending_deletes.clear();
                 self.deletes_since = None;
+                self.after_commit();
                 Ok(())
             }
             Err(e) => {
-                let err = self.db_err(e);
-                log::error!("{err}; rolling back");
+                let no_space = self.is_space_error(&e);
+                let err = if no_space {
+                    OutboxError::Full {
+                        path: self.path.clone(),
+                    }
+                } else {
+                    self.db_err(e)
+                };
+                if !no_space {
+                    log::error!("{err}; rolling back");
+                }
                 let _ = self.conn.execute_batch("ROLLBACK");
                 for (q, b) in self.classes.iter_mut().zip(before) {
                     q.stats.stored = b;
                 }
                 if let Err(e) = self.reload() {
                     log::error!("{}", self.db_err(e));
+                }
+                if no_space {
+                    self.out_of_space(!batches.is_empty());
                 }
                 Err(err)
             }
@@ -556,6 +607,7 @@ impl Queue {
         let mut out = OutboxStats {
             max_bytes: self.max_bytes,
             commits: self.commits,
+            disk: self.disk_stats(Instant::now()),
             ..Default::default()
         };
         for (ci, q) in self.classes.iter().enumerate() {
