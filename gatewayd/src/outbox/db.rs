@@ -128,6 +128,38 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), OutboxError>
     Ok(())
 }
 
+/// Read every row once (and, after an unclean stop, run `PRAGMA quick_check`), so a damaged
+/// file is found at open rather than in the middle of a delivery.
+pub(crate) fn check(
+    conn: Connection,
+    path: &Path,
+    unclean: bool,
+) -> Result<Connection, OutboxError> {
+    let err = |source: rusqlite::Error| OutboxError::Open {
+        path: path.to_path_buf(),
+        hint: hint(&source),
+        source,
+    };
+    conn.query_row(
+        "SELECT count(*), total(length(topic)), total(length(payload)) FROM messages",
+        [],
+        |_| Ok(()),
+    )
+    .map_err(err)?;
+    if unclean {
+        let verdict: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(err)?;
+        if verdict != "ok" {
+            return Err(err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {verdict}")),
+            )));
+        }
+    }
+    Ok(conn)
+}
+
 /// Milliseconds since the UNIX epoch (0 for earlier times, saturating far in the future).
 pub(crate) fn to_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

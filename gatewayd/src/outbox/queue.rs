@@ -56,6 +56,10 @@ pub(crate) struct Queue {
     next_check: Instant,
     /// Bytes stored since the last measurement.
     stored_since_check: u64,
+    /// What was wrong with the file at open.
+    recovery: Option<super::recover::Recovery>,
+    /// The highest id written to the side file, and when (see `recover.rs`).
+    hwm: (i64, Option<Instant>),
 }
 
 impl Queue {
@@ -81,6 +85,8 @@ impl Queue {
             reserve: Reserve::new(&path),
             next_check: Instant::now(),
             stored_since_check: 0,
+            recovery: None,
+            hwm: (0, None),
         };
         q.reload().map_err(|e| q.db_err(e))?;
         Ok(q)
@@ -608,6 +614,7 @@ impl Queue {
             max_bytes: self.max_bytes,
             commits: self.commits,
             disk: self.disk_stats(Instant::now()),
+            recovery: self.recovery.clone(),
             ..Default::default()
         };
         for (ci, q) in self.classes.iter().enumerate() {

@@ -5,9 +5,13 @@ use std::time::Instant;
 
 use rusqlite::ErrorCode;
 
+use super::super::recover::write_hwm;
 use super::super::space::{fs_free, Event, LOW_WATER, RECHECK_FULL, RECHECK_OK};
 use super::super::DiskStats;
 use super::Queue;
+
+/// The high-water mark of committed ids goes to its side file at most this often.
+const HWM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Queue {
     /// Whether `batch` bytes may be stored now. Measures the free space when it is due:
@@ -44,6 +48,20 @@ impl Queue {
     pub(crate) fn full_error(&self) -> super::super::OutboxError {
         super::super::OutboxError::Full {
             path: self.path.clone(),
+        }
+    }
+
+    /// Keep what was found at open for the stats.
+    pub(crate) fn set_recovery(&mut self, recovery: Option<super::super::recover::Recovery>) {
+        self.recovery = recovery;
+    }
+
+    /// Record the last committed id in the side file now (at close).
+    pub(crate) fn flush_hwm(&mut self) {
+        let id = super::super::recover::db_sequence(&self.conn);
+        if id > self.hwm.0 {
+            write_hwm(&self.path, id);
+            self.hwm = (id, Some(Instant::now()));
         }
     }
 
@@ -146,7 +164,12 @@ impl Queue {
 
     /// While full, fold the WAL back into the database and truncate it after each commit,
     /// so the space it held returns to the file system and deleted pages become free pages.
+    /// Also records the highest committed id in the side file, at most once a second.
     pub(crate) fn after_commit(&mut self) {
+        let now = Instant::now();
+        if self.hwm.1.is_none_or(|t| now >= t + HWM_EVERY) {
+            self.flush_hwm();
+        }
         if self.room.is_full() {
             if let Err(e) = self
                 .conn

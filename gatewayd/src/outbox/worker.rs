@@ -37,8 +37,10 @@ type NextReply = oneshot::Sender<Result<Vec<Message>, OutboxError>>;
 pub(crate) fn spawn(
     conn: Connection,
     config: OutboxConfig,
+    recovery: Option<super::recover::Recovery>,
 ) -> Result<std_mpsc::Sender<Request>, OutboxError> {
-    let queue = Queue::load(conn, config.path.clone(), config.max_bytes)?;
+    let mut queue = Queue::load(conn, config.path.clone(), config.max_bytes)?;
+    queue.set_recovery(recovery);
     let (tx, rx) = std_mpsc::channel();
     let path = config.path.clone();
     std::thread::Builder::new()
@@ -132,6 +134,7 @@ fn run(mut queue: Queue, rx: std_mpsc::Receiver<Request>, commit_delay: Duration
                 let _ = reply.send(r);
             }
             if let Some(reply) = close {
+                queue.flush_hwm();
                 // A full disk is no reason to fail the stop: deletions that could not be
                 // committed only mean those messages are sent again after the restart.
                 let result = match result {
