@@ -509,10 +509,10 @@ fn open_or_recover(
     let corrupt = match db::open(path).and_then(|conn| db::check(conn, path, unclean)) {
         Ok(conn) => {
             let mut problems = Vec::new();
-            let mut lost = 0;
-            if let Some((frames, what)) = lost_frames {
+            // Lost frames say that something was lost, not how many messages.
+            let mut lost = None;
+            if let Some((_, what)) = lost_frames {
                 problems.push(what);
-                lost += frames;
             }
             let seq = recover::db_sequence(&conn);
             if let Some(hwm) = recover::read_hwm(path).filter(|h| *h > seq) {
@@ -523,7 +523,7 @@ fn open_or_recover(
                      already delivered)",
                     seq + 1
                 ));
-                lost = lost.max(gone);
+                lost = Some(gone);
             }
             if problems.is_empty() {
                 return Ok((conn, None));
@@ -542,7 +542,7 @@ fn open_or_recover(
                 Some(recover::Recovery {
                     moved_to: None,
                     salvaged: 0,
-                    lost: Some(lost),
+                    lost,
                     summary,
                 }),
             ));
