@@ -192,7 +192,11 @@ fn a_full_disk_refuses_uplinks_delivers_the_backlog_once_and_recovers_by_itself(
         episode.len(),
         episode.join("\n")
     );
-    eprintln!("{} log lines for the episode:\n{}", episode.len(), episode.join("\n"));
+    eprintln!(
+        "{} log lines for the episode:\n{}",
+        episode.len(),
+        episode.join("\n")
+    );
 
     // Stop and start again: nothing delivered is published a second time.
     assert_eq!(
