@@ -58,6 +58,8 @@ pub(crate) struct Queue {
     stored_since_check: u64,
     /// What was wrong with the file at open.
     recovery: Option<super::recover::Recovery>,
+    /// Rate limit of the full / space-is-back lines.
+    transition_warn: RateLimiter,
     /// The highest id written to the side file, and when (see `recover.rs`).
     hwm: (i64, Option<Instant>),
 }
@@ -86,6 +88,7 @@ impl Queue {
             next_check: Instant::now(),
             stored_since_check: 0,
             recovery: None,
+            transition_warn: RateLimiter::new(std::time::Duration::from_secs(60)),
             hwm: (0, None),
         };
         q.reload().map_err(|e| q.db_err(e))?;

@@ -90,7 +90,10 @@ impl Queue {
         if self.room.is_full() && !self.reserve.held() && free >= super::super::space::HIGH_WATER {
             self.reserve.take();
         }
-        let event = self.room.observe(free, batch, self.reserve.held(), now);
+        let drained = self.total_bytes == 0;
+        let event = self
+            .room
+            .observe(free, batch, self.reserve.held(), drained, now);
         self.stored_since_check = 0;
         self.next_check = now
             + if self.room.is_full() {
@@ -180,8 +183,19 @@ impl Queue {
         }
     }
 
-    fn log_event(&self, event: Event) {
+    fn log_event(&mut self, event: Event) {
         let path = self.path.display();
+        // A disk at the edge may go full and back often: one line per kind a minute, the
+        // others at debug (status and metrics always tell the current state).
+        let kind = match event {
+            Event::BecameFull { .. } => "full",
+            Event::StillFull { .. } => "still",
+            Event::Recovered { .. } => "back",
+        };
+        if self.transition_warn.check(kind, Instant::now()).is_none() {
+            log::debug!("outbox: {path}: {event:?}");
+            return;
+        }
         match event {
             Event::BecameFull { free } => log::warn!(
                 "outbox: {path}: disk full ({} KiB left for the outbox, {} KiB kept free): \

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 /// Below this much free space (plus the batch) new messages are refused.
 pub const LOW_WATER: u64 = 1024 * 1024;
-/// New messages are accepted again once this much is free (and the reserve is back).
-pub const HIGH_WATER: u64 = LOW_WATER + 512 * 1024;
+/// New messages are accepted again once this much is free (and the reserve is back), or
+/// once the backlog has drained with at least [`LOW_WATER`] free: waiting longer cannot free
+/// more then.
+pub const HIGH_WATER: u64 = LOW_WATER + 256 * 1024;
 /// Size of the reserve file kept next to the database, released when a write fails for lack
 /// of space so that deliveries can still be deleted.
 pub const RESERVE_BYTES: u64 = 1024 * 1024;
@@ -109,21 +111,24 @@ impl Room {
     }
 
     /// Look at `free` bytes (see the module doc) before writing `batch` bytes at `now`;
-    /// `reserve_held` says whether the reserve file is in place.
+    /// `reserve_held` says whether the reserve file is in place, `drained` whether the
+    /// outbox holds no message any more.
     pub fn observe(
         &mut self,
         free: u64,
         batch: u64,
         reserve_held: bool,
+        drained: bool,
         now: Instant,
     ) -> Option<Event> {
         self.last_free = Some(free);
+        let need = LOW_WATER.saturating_add(batch.saturating_mul(2));
         match &mut self.full {
-            None if free < LOW_WATER.saturating_add(batch.saturating_mul(2)) => {
-                Some(self.enter(free, now))
-            }
+            None if free < need => Some(self.enter(free, now)),
             None => None,
-            Some(_) if free >= HIGH_WATER && reserve_held => self.leave(now),
+            Some(_) if reserve_held && (free >= HIGH_WATER || (drained && free >= need)) => {
+                self.leave(now)
+            }
             Some(e) if now.saturating_duration_since(e.reminded) >= REMINDER_EVERY => {
                 e.reminded = now;
                 Some(Event::StillFull {
@@ -258,9 +263,9 @@ mod tests {
     fn full_below_low_water_and_back_at_high_water_with_the_reserve() {
         let t0 = Instant::now();
         let mut r = Room::default();
-        assert_eq!(r.observe(10 * MIB, 1000, true, t0), None);
+        assert_eq!(r.observe(10 * MIB, 1000, true, false, t0), None);
         assert_eq!(
-            r.observe(LOW_WATER - 1, 0, true, t0),
+            r.observe(LOW_WATER - 1, 0, true, false, t0),
             Some(Event::BecameFull {
                 free: LOW_WATER - 1
             })
@@ -268,11 +273,11 @@ mod tests {
         assert!(r.is_full());
         r.refuse(3);
         // Between the marks it stays full (no flapping), and without the reserve too.
-        assert_eq!(r.observe(HIGH_WATER - 1, 0, true, t0), None);
-        assert_eq!(r.observe(HIGH_WATER, 0, false, t0), None);
+        assert_eq!(r.observe(HIGH_WATER - 1, 0, true, false, t0), None);
+        assert_eq!(r.observe(HIGH_WATER, 0, false, true, t0), None);
         let later = t0 + Duration::from_secs(7);
         assert_eq!(
-            r.observe(HIGH_WATER, 0, true, later),
+            r.observe(HIGH_WATER, 0, true, false, later),
             Some(Event::Recovered {
                 refused: 3,
                 lasted: Duration::from_secs(7)
@@ -286,20 +291,40 @@ mod tests {
     fn a_large_batch_needs_twice_its_size_above_low_water() {
         let t0 = Instant::now();
         let mut r = Room::default();
-        assert!(r.observe(LOW_WATER + 2 * MIB - 1, MIB, true, t0).is_some());
+        assert!(r
+            .observe(LOW_WATER + 2 * MIB - 1, MIB, true, false, t0)
+            .is_some());
         let mut r = Room::default();
-        assert!(r.observe(LOW_WATER + 2 * MIB, MIB, true, t0).is_none());
+        assert!(r
+            .observe(LOW_WATER + 2 * MIB, MIB, true, false, t0)
+            .is_none());
+    }
+
+    #[test]
+    fn a_drained_outbox_recovers_at_low_water() {
+        let t0 = Instant::now();
+        let mut r = Room::default();
+        r.observe(LOW_WATER - 1, 0, true, false, t0);
+        assert_eq!(
+            r.observe(LOW_WATER, 0, true, false, t0),
+            None,
+            "backlog left"
+        );
+        assert!(matches!(
+            r.observe(LOW_WATER, 0, true, true, t0),
+            Some(Event::Recovered { .. })
+        ));
     }
 
     #[test]
     fn reminders_are_rate_limited() {
         let t0 = Instant::now();
         let mut r = Room::default();
-        r.observe(0, 0, true, t0);
+        r.observe(0, 0, true, false, t0);
         let mut reminders = 0;
         for s in 1..=3 * REMINDER_EVERY.as_secs() {
             if let Some(Event::StillFull { .. }) =
-                r.observe(0, 0, true, t0 + Duration::from_secs(s))
+                r.observe(0, 0, true, false, t0 + Duration::from_secs(s))
             {
                 reminders += 1;
             }
@@ -311,7 +336,7 @@ mod tests {
     fn a_failed_write_makes_it_full_once() {
         let t0 = Instant::now();
         let mut r = Room::default();
-        r.observe(100 * MIB, 0, true, t0);
+        r.observe(100 * MIB, 0, true, false, t0);
         assert!(matches!(r.write_failed(t0), Some(Event::BecameFull { .. })));
         assert_eq!(r.write_failed(t0), None);
         assert_eq!(r.episodes(), 1);
