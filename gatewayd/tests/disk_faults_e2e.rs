@@ -300,7 +300,13 @@ fn damaged_start(
     if kill {
         d.kill9();
     } else {
-        assert_eq!(d.terminate(WAIT).and_then(|s| s.code()), Some(0));
+        let status = d.terminate(WAIT);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{status:?}\n{}",
+            d.log()
+        );
     }
     damage(&d.state_dir().join("outbox.sqlite"));
     // spawn() waits for PULL_ACK (and fails the test if the daemon exits).
