@@ -414,7 +414,7 @@ impl OutboxHandle {
     /// Open (creating directories and file as needed) and migrate the database, load its
     /// counters and start the outbox thread.
     pub fn open(config: &OutboxConfig) -> Result<OutboxHandle, OutboxError> {
-        let (conn, recovery) = open_or_recover(&config.path)?;
+        let (conn, recovery) = recover::open_or_recover(&config.path)?;
         let tx = worker::spawn(conn, config.clone(), recovery)?;
         Ok(OutboxHandle {
             tx,
@@ -494,116 +494,5 @@ impl OutboxHandle {
 
     fn send(&self, req: Request) -> Result<(), OutboxError> {
         self.tx.send(req).map_err(|_| OutboxError::Closed)
-    }
-}
-
-/// Open the database at `path`; a damaged one is moved aside and what can be read from it is
-/// salvaged into a new one; a lost WAL is detected (see [`recover`]). Logs one error line
-/// when something was lost or moved.
-fn open_or_recover(
-    path: &std::path::Path,
-) -> Result<(rusqlite::Connection, Option<recover::Recovery>), OutboxError> {
-    let lost_frames = recover::lost_wal_frames(path);
-    let unclean =
-        recover::with_suffix(path, "-wal").exists() || recover::with_suffix(path, "-shm").exists();
-    let corrupt = match db::open(path).and_then(|conn| db::check(conn, path, unclean)) {
-        Ok(conn) => {
-            let mut problems = Vec::new();
-            // Lost frames say that something was lost, not how many messages.
-            let mut lost = None;
-            if let Some((_, what)) = lost_frames {
-                problems.push(what);
-            }
-            let seq = recover::db_sequence(&conn);
-            if let Some(hwm) = recover::read_hwm(path).filter(|h| *h > seq) {
-                let gone = (hwm - seq) as u64;
-                problems.push(format!(
-                    "message ids {}..={hwm} were committed before the last stop and are gone \
-                     (the WAL file was lost or cut short; up to {gone} messages, some perhaps \
-                     already delivered)",
-                    seq + 1
-                ));
-                lost = Some(gone);
-            }
-            if problems.is_empty() {
-                return Ok((conn, None));
-            }
-            let summary = format!("outbox: {}: {}", path.display(), problems.join("; "));
-            log::error!("{summary}");
-            // New ids continue above the lost ones (and the next start does not report the
-            // same loss again).
-            if let Some(hwm) = recover::read_hwm(path).filter(|h| *h > seq) {
-                if recover::raise_sequence(&conn, hwm).is_err() {
-                    recover::write_hwm(path, seq);
-                }
-            }
-            return Ok((
-                conn,
-                Some(recover::Recovery {
-                    moved_to: None,
-                    salvaged: 0,
-                    lost,
-                    summary,
-                }),
-            ));
-        }
-        Err(e @ (OutboxError::Open { .. } | OutboxError::Migrate { .. })) if e.corruption() => e,
-        Err(e) => return Err(e),
-    };
-    let open_err = |source: std::io::Error| OutboxError::Db {
-        path: path.to_path_buf(),
-        message: format!("cannot move the damaged outbox aside: {source}"),
-    };
-    let moved = recover::move_aside(path, SystemTime::now()).map_err(open_err)?;
-    let (rows, failed) = recover::salvage(&moved);
-    let conn = db::open(path)?;
-    let salvaged = recover::restore(&conn, &rows).map_err(|e| OutboxError::Db {
-        path: path.to_path_buf(),
-        message: format!("cannot copy salvaged messages: {e}"),
-    })?;
-    let lost = (failed > 0 || salvaged > 0).then_some(failed);
-    let summary = format!(
-        "outbox: {}: the file was damaged ({}); moved it to {}; {salvaged} messages salvaged, {}",
-        path.display(),
-        corrupt.source_text(),
-        moved.display(),
-        match lost {
-            Some(0) => "no unreadable rows found (messages in unreadable pages cannot be counted)"
-                .to_string(),
-            Some(n) => format!("{n} rows unreadable and lost"),
-            None => "how many were lost is unknown".to_string(),
-        }
-    );
-    log::error!("{summary}");
-    Ok((
-        conn,
-        Some(recover::Recovery {
-            moved_to: Some(moved),
-            salvaged,
-            lost,
-            summary,
-        }),
-    ))
-}
-
-impl OutboxError {
-    /// Whether this open error means the file's content is damaged.
-    fn corruption(&self) -> bool {
-        match self {
-            OutboxError::Open { source, .. } | OutboxError::Migrate { source, .. } => {
-                recover::is_corruption(source)
-            }
-            _ => false,
-        }
-    }
-
-    /// The SQLite error text of an open error.
-    fn source_text(&self) -> String {
-        match self {
-            OutboxError::Open { source, .. } | OutboxError::Migrate { source, .. } => {
-                source.to_string()
-            }
-            other => other.to_string(),
-        }
     }
 }

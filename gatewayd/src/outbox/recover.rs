@@ -384,6 +384,119 @@ pub fn restore(conn: &Connection, rows: &[Row]) -> rusqlite::Result<u64> {
     }
 }
 
+/// Open the database at `path`; a damaged one is moved aside and what can be read from it is
+/// salvaged into a new one; a lost WAL is detected (see [`recover`]). Logs one error line
+/// when something was lost or moved.
+pub(crate) fn open_or_recover(
+    path: &std::path::Path,
+) -> Result<(rusqlite::Connection, Option<Recovery>), super::OutboxError> {
+    let lost_frames = lost_wal_frames(path);
+    let unclean = with_suffix(path, "-wal").exists() || with_suffix(path, "-shm").exists();
+    let corrupt = match super::db::open(path).and_then(|conn| super::db::check(conn, path, unclean))
+    {
+        Ok(conn) => {
+            let mut problems = Vec::new();
+            // Lost frames say that something was lost, not how many messages.
+            let mut lost = None;
+            if let Some((_, what)) = lost_frames {
+                problems.push(what);
+            }
+            let seq = db_sequence(&conn);
+            if let Some(hwm) = read_hwm(path).filter(|h| *h > seq) {
+                let gone = (hwm - seq) as u64;
+                problems.push(format!(
+                    "message ids {}..={hwm} were committed before the last stop and are gone \
+                     (the WAL file was lost or cut short; up to {gone} messages, some perhaps \
+                     already delivered)",
+                    seq + 1
+                ));
+                lost = Some(gone);
+            }
+            if problems.is_empty() {
+                return Ok((conn, None));
+            }
+            let summary = format!("outbox: {}: {}", path.display(), problems.join("; "));
+            log::error!("{summary}");
+            // New ids continue above the lost ones (and the next start does not report the
+            // same loss again).
+            if let Some(hwm) = read_hwm(path).filter(|h| *h > seq) {
+                if raise_sequence(&conn, hwm).is_err() {
+                    write_hwm(path, seq);
+                }
+            }
+            return Ok((
+                conn,
+                Some(Recovery {
+                    moved_to: None,
+                    salvaged: 0,
+                    lost,
+                    summary,
+                }),
+            ));
+        }
+        Err(e @ (super::OutboxError::Open { .. } | super::OutboxError::Migrate { .. }))
+            if e.corruption() =>
+        {
+            e
+        }
+        Err(e) => return Err(e),
+    };
+    let open_err = |source: std::io::Error| super::OutboxError::Db {
+        path: path.to_path_buf(),
+        message: format!("cannot move the damaged outbox aside: {source}"),
+    };
+    let moved = move_aside(path, SystemTime::now()).map_err(open_err)?;
+    let (rows, failed) = salvage(&moved);
+    let conn = super::db::open(path)?;
+    let salvaged = restore(&conn, &rows).map_err(|e| super::OutboxError::Db {
+        path: path.to_path_buf(),
+        message: format!("cannot copy salvaged messages: {e}"),
+    })?;
+    let lost = (failed > 0 || salvaged > 0).then_some(failed);
+    let summary = format!(
+        "outbox: {}: the file was damaged ({}); moved it to {}; {salvaged} messages salvaged, {}",
+        path.display(),
+        corrupt.source_text(),
+        moved.display(),
+        match lost {
+            Some(0) => "no unreadable rows found (messages in unreadable pages cannot be counted)"
+                .to_string(),
+            Some(n) => format!("{n} rows unreadable and lost"),
+            None => "how many were lost is unknown".to_string(),
+        }
+    );
+    log::error!("{summary}");
+    Ok((
+        conn,
+        Some(Recovery {
+            moved_to: Some(moved),
+            salvaged,
+            lost,
+            summary,
+        }),
+    ))
+}
+
+impl super::OutboxError {
+    /// Whether this open error means the file's content is damaged.
+    fn corruption(&self) -> bool {
+        match self {
+            super::OutboxError::Open { source, .. }
+            | super::OutboxError::Migrate { source, .. } => is_corruption(source),
+            _ => false,
+        }
+    }
+
+    /// The SQLite error text of an open error.
+    fn source_text(&self) -> String {
+        match self {
+            super::OutboxError::Open { source, .. }
+            | super::OutboxError::Migrate { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "recover_tests.rs"]
 mod tests;
