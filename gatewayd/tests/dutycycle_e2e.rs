@@ -405,3 +405,85 @@ fn duty_cycle_budget_survives_a_restart() {
         2.0 * airtime_us as f64 / 1e6,
     );
 }
+
+/// Something done to the ledger file between two runs.
+type Damage = fn(&std::path::Path);
+
+/// A damaged or missing duty-cycle ledger on a state directory in use: the daemon runs, but
+/// every duty-cycled band counts as fully used for one window, so the guard refuses (band P,
+/// 10 %, untouched before) and status says why and until when. A restart within the window
+/// keeps refusing.
+#[test]
+fn a_corrupt_or_missing_ledger_refuses_transmissions_for_a_window() {
+    const BAND_P_HZ: u32 = 869_525_000;
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/0102030405060708/#");
+    let mut daemon = Daemon::start(broker.port(), "");
+    let pf = Forwarder::new(daemon.udp_port);
+    assert!(pf.pull_data(WAIT), "PULL_ACK");
+    wait_online(&sub, &daemon, 1);
+    let ns = Publisher::connect(broker.port());
+    assert_eq!(
+        send(&ns, &pf, &sub, &daemon, 1, BAND_P_HZ),
+        gw::TxAckStatus::Ok,
+        "a fresh state directory transmits"
+    );
+    let ledger = daemon.state_dir().join("dutycycle.sqlite");
+    let cases: [(&str, Damage); 2] = [
+        ("corrupt", |p| {
+            std::fs::write(p, vec![0x42; 20_000]).unwrap()
+        }),
+        ("missing", |p| {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+            }
+        }),
+    ];
+    let mut id = 10;
+    for (n, (what, damage)) in cases.into_iter().enumerate() {
+        assert_eq!(daemon.terminate(WAIT).and_then(|s| s.code()), Some(0));
+        damage(&ledger);
+        daemon.spawn();
+        assert!(pf.pull_data(WAIT), "{what}: PULL_ACK");
+        wait_online(&sub, &daemon, n + 2);
+        id += 1;
+        assert_eq!(
+            send(&ns, &pf, &sub, &daemon, id, BAND_P_HZ),
+            gw::TxAckStatus::DutyCycleOverflow,
+            "{what}: refused\n{}",
+            daemon.log()
+        );
+        let status = status_json(&daemon);
+        let problems = status["storage"]["problems"].to_string();
+        assert_eq!(status["storage"]["ledger_reset"], true, "{what}: {status}");
+        assert!(problems.contains("fully used until"), "{what}: {problems}");
+        let p = status["duty_cycle"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["band"] == "P")
+            .cloned()
+            .unwrap();
+        assert!(p["used_ratio"].as_f64().unwrap() >= 1.0, "{what}: {p}");
+    }
+    let moved = std::fs::read_dir(daemon.state_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("dutycycle.sqlite.corrupt-")
+        })
+        .count();
+    assert_eq!(moved, 1, "the corrupt ledger was moved aside");
+    // A plain restart within the window keeps refusing (the charge is in the new ledger).
+    assert_eq!(daemon.terminate(WAIT).and_then(|s| s.code()), Some(0));
+    daemon.spawn();
+    assert!(pf.pull_data(WAIT));
+    wait_online(&sub, &daemon, 4);
+    assert_eq!(
+        send(&ns, &pf, &sub, &daemon, 99, BAND_P_HZ),
+        gw::TxAckStatus::DutyCycleOverflow
+    );
+    assert_eq!(status_json(&daemon)["storage"]["ledger_reset"], false);
+}

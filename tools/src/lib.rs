@@ -151,8 +151,14 @@ impl Collector {
         }
         let st = state.clone();
         let task = tokio::spawn(async move {
+            // The queued messages that came before the SUBACK count first.
+            let mut early = early.into_iter();
             loop {
-                match eventloop.poll().await {
+                let next = match early.next() {
+                    Some(p) => Ok(Event::Incoming(Packet::Publish(p))),
+                    None => eventloop.poll().await,
+                };
+                match next {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let Ok(up) = gw::UplinkFrame::decode(p.payload.as_ref()) else {
                             continue;

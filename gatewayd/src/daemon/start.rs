@@ -108,6 +108,9 @@ pub(super) async fn start(
         .gateway
         .state_dir
         .join(crate::poc::identity::KEY_FILE_NAME);
+    // A state directory with a key in it was used before: a ledger missing from it is
+    // distrusted (guard::ledger_check), not taken for a first start.
+    let used_before = key_path.exists();
     let identity = crate::poc::identity::KeyFileSigner::load_or_create(&key_path)
         .map_err(|e| DaemonError::Identity(e.to_string()))?;
     log::info!("hotspot identity {}", identity.public_key().address());
@@ -139,8 +142,12 @@ pub(super) async fn start(
         drivers::gps::spawn(cfg, radio_token.clone())
     });
     let radio_max_dbm = radio.capabilities.max_tx_power_dbm;
-    let gate = match tx_gate(config, radio.control, radio.capabilities.lbt) {
-        Ok(g) => g,
+    let ledger_note;
+    let gate = match tx_gate(config, radio.control, radio.capabilities.lbt, used_before) {
+        Ok((g, note)) => {
+            ledger_note = note;
+            g
+        }
         Err(e) => {
             radio_token.cancel();
             let _ = outbox.close().await;
@@ -235,6 +242,7 @@ pub(super) async fn start(
         receipts: Mutex::new(None),
         beacon: Mutex::new(None),
         radio_counters: radio.counters.clone(),
+        ledger_note,
     });
     heartbeat
         .register(
@@ -324,15 +332,21 @@ fn backend_name(config: &Config) -> &'static str {
 
 /// The transmit path: the guard of `config.gateway.region` with its duty-cycle ledger in the
 /// state directory, owning the radio's `control` (nothing else may hold it).
+/// A ledger that cannot be trusted (corrupt, missing from a used state directory, WAL lost)
+/// makes every duty-cycled band count as fully used for one window; the line saying so is
+/// returned for status.
 fn tx_gate(
     config: &Config,
     control: drivers::radio::RadioControl,
     backend_can_lbt: bool,
-) -> Result<TxGate, DaemonError> {
-    use crate::guard::{DutyCycleLedger, Guard};
+    used_before: bool,
+) -> Result<(TxGate, Option<String>), DaemonError> {
+    use crate::guard::{ledger_check, Guard};
     let region = crate::region::Region::by_name(&config.gateway.region)
         .ok_or_else(|| DaemonError::Guard(format!("unknown region {}", config.gateway.region)))?;
-    let ledger = DutyCycleLedger::open(&config.gateway.state_dir.join("dutycycle.sqlite"))
+    let path = config.gateway.state_dir.join("dutycycle.sqlite");
+    let now = std::time::SystemTime::now();
+    let (ledger, distrust) = ledger_check::open_checked(&path, used_before, now)
         .map_err(|e| DaemonError::Guard(e.to_string()))?;
     let settings = crate::guard::GuardConfig {
         backend_can_lbt,
@@ -341,7 +355,7 @@ fn tx_gate(
     let guard =
         Guard::new(region, settings, ledger).map_err(|e| DaemonError::Guard(e.to_string()))?;
     // Airtime is charged on the ledger's own timeline, which wall-clock steps do not move.
-    let (guard, resumed) = guard
+    let (mut guard, resumed) = guard
         .with_ledger_clock(
             std::sync::Arc::new(crate::guard::KernelClock),
             std::time::SystemTime::now(),
@@ -353,8 +367,24 @@ fn tx_gate(
              hour before counts as if no time had passed (the wall clock cannot tell)"
         );
     }
+    let note = match distrust {
+        None => None,
+        Some(why) => {
+            let until = guard
+                .assume_fully_used(now)
+                .map_err(|e| DaemonError::Guard(e.to_string()))?;
+            let line = format!(
+                "duty-cycle ledger {}: {why}; every duty-cycled band counts as fully used \
+                 until {} (one window), no transmissions before",
+                path.display(),
+                ledger_check::utc(until)
+            );
+            log::error!("{line}");
+            Some(line)
+        }
+    };
     // Longer than any backend's own wait (the GWMP TX_ACK timeout is 2 s).
-    Ok(TxGate::new(guard, control, Duration::from_secs(5)))
+    Ok((TxGate::new(guard, control, Duration::from_secs(5)), note))
 }
 
 /// Give the state directory to `user` before dropping to it, so the outbox stays writable.

@@ -52,6 +52,8 @@ pub struct DaemonState {
     pub beacon: Mutex<Option<Arc<crate::poc::beacon_task::BeaconCounters>>>,
     /// The radio backend's own counters.
     pub radio_counters: drivers::radio::RadioCounters,
+    /// Why the duty-cycle ledger was distrusted at start, if it was.
+    pub ledger_note: Option<String>,
 }
 
 impl DaemonState {
@@ -178,6 +180,10 @@ impl DaemonState {
             duty_cycle,
             downlinks,
             guard,
+            storage: Some(crate::service::storage::StorageStatus::new(
+                outbox.as_ref(),
+                self.ledger_note.as_deref(),
+            )),
             ..Default::default()
         }
         .with_beacons(self.beacon.lock().ok().and_then(|g| g.clone()))

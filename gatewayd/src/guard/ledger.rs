@@ -116,6 +116,20 @@ impl DutyCycleLedger {
         Ok(DutyCycleLedger { conn })
     }
 
+    /// Read the whole table once (a damaged file fails here, at open, not at a transmission).
+    pub fn check(&self) -> Result<(), LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT count(*), total(airtime_us) FROM duty_cycle",
+                [],
+                |_| Ok(()),
+            )
+            .map_err(|source| LedgerError::Sql {
+                what: "read the ledger",
+                source,
+            })
+    }
+
     /// Airtime charged to `band` of `region` for transmissions starting strictly between
     /// `after` and `before`.
     pub fn used(

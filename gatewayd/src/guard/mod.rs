@@ -31,6 +31,7 @@ pub mod clock;
 mod clock_proptests;
 mod gate;
 mod ledger;
+pub mod ledger_check;
 #[cfg(test)]
 mod proptests;
 mod refusal;

@@ -27,6 +27,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 
 /// Page cache per connection, in KiB (negative `cache_size` in SQLite's terms).
 const CACHE_KIB: i64 = 512;
+/// WAL pages after which a commit checkpoints them into the database (SQLite's default is
+/// 1000, 4 MiB: on a small card the WAL alone could fill the disk, and a checkpoint then
+/// needs as much again). 128 pages = 512 KiB, well inside the outbox's free-space margin.
+const WAL_AUTOCHECKPOINT: i64 = 128;
+/// The WAL file is truncated back to this size after a checkpoint resets it.
+const WAL_SIZE_LIMIT: i64 = 1024 * 1024;
 
 /// Open (creating if needed) and migrate the database at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection, OutboxError> {
@@ -44,6 +50,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, OutboxError> {
     let conn = Connection::open(path).map_err(open_err)?;
     configure(&conn).map_err(open_err)?;
     migrate(&conn, path)?;
+    // Fold a WAL left by a crash into the database now (and truncate it), so it starts small;
+    // on a full disk this may fail, which changes nothing.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        log::debug!("outbox: {}: checkpoint at open: {e}", path.display());
+    }
     Ok(conn)
 }
 
@@ -70,6 +81,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+    conn.query_row(
+        &format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"),
+        [],
+        |_| Ok(()),
+    )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(())
 }
@@ -109,6 +126,38 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), OutboxError>
         );
     }
     Ok(())
+}
+
+/// Read every row once (and, after an unclean stop, run `PRAGMA quick_check`), so a damaged
+/// file is found at open rather than in the middle of a delivery.
+pub(crate) fn check(
+    conn: Connection,
+    path: &Path,
+    unclean: bool,
+) -> Result<Connection, OutboxError> {
+    let err = |source: rusqlite::Error| OutboxError::Open {
+        path: path.to_path_buf(),
+        hint: hint(&source),
+        source,
+    };
+    conn.query_row(
+        "SELECT count(*), total(length(topic)), total(length(payload)) FROM messages",
+        [],
+        |_| Ok(()),
+    )
+    .map_err(err)?;
+    if unclean {
+        let verdict: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(err)?;
+        if verdict != "ok" {
+            return Err(err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {verdict}")),
+            )));
+        }
+    }
+    Ok(conn)
 }
 
 /// Milliseconds since the UNIX epoch (0 for earlier times, saturating far in the future).

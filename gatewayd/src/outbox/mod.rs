@@ -46,6 +46,8 @@
 mod clock;
 mod db;
 mod queue;
+pub mod recover;
+pub mod space;
 mod worker;
 
 #[cfg(test)]
@@ -216,6 +218,27 @@ pub struct OutboxStats {
     pub max_bytes: u64,
     /// Write transactions committed since open (group commit: far fewer than stores).
     pub commits: u64,
+    /// Disk space as the outbox sees it.
+    pub disk: DiskStats,
+    /// What was found wrong with the file at open (corruption, a lost WAL), if anything.
+    pub recovery: Option<recover::Recovery>,
+}
+
+/// Disk space as a state of the outbox (see [`space`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    /// New messages are refused for lack of space.
+    pub full: bool,
+    /// For how long, while full.
+    pub full_for: Option<Duration>,
+    /// Free space last measured (file system + free pages of the database − released reserve).
+    pub free_bytes: Option<u64>,
+    /// Messages refused for lack of space since open.
+    pub refused: u64,
+    /// Times the outbox became full since open.
+    pub episodes: u64,
+    /// Whether the reserve file is in place.
+    pub reserve_held: bool,
 }
 
 impl OutboxStats {
@@ -319,6 +342,13 @@ pub enum OutboxError {
         /// The bound.
         max: u64,
     },
+    /// The disk is full: the message was not stored (a state that ends by itself when
+    /// space returns; logged once by the outbox, not by each caller).
+    #[error("{}: the outbox is full (no space left on the disk)", path.display())]
+    Full {
+        /// The file.
+        path: PathBuf,
+    },
     /// The outbox thread has stopped (after [`OutboxHandle::close`]).
     #[error("the outbox is closed")]
     Closed,
@@ -333,6 +363,7 @@ impl OutboxError {
                 message: message.clone(),
             },
             OutboxError::Closed => OutboxError::Closed,
+            OutboxError::Full { path } => OutboxError::Full { path: path.clone() },
             other => OutboxError::Db {
                 path: PathBuf::new(),
                 message: other.to_string(),
@@ -383,8 +414,8 @@ impl OutboxHandle {
     /// Open (creating directories and file as needed) and migrate the database, load its
     /// counters and start the outbox thread.
     pub fn open(config: &OutboxConfig) -> Result<OutboxHandle, OutboxError> {
-        let conn = db::open(&config.path)?;
-        let tx = worker::spawn(conn, config.clone())?;
+        let (conn, recovery) = recover::open_or_recover(&config.path)?;
+        let tx = worker::spawn(conn, config.clone(), recovery)?;
         Ok(OutboxHandle {
             tx,
             max_bytes: config.max_bytes,

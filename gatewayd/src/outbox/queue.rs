@@ -12,10 +12,14 @@ use std::time::{Instant, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{from_ms, to_ms};
-use super::{
-    Class, ClassStats, Message, NewMessage, OutboxError, OutboxStats, ACK_FLUSH, HEAD_CAP,
-};
+use super::space::{Reserve, Room};
+use super::{Class, ClassStats, Message, NewMessage, OutboxError, ACK_FLUSH, HEAD_CAP};
 use drivers::ratelimit::RateLimiter;
+
+#[path = "queue_space.rs"]
+mod queue_space;
+#[path = "queue_stats.rs"]
+mod queue_stats;
 
 /// Pending deletions that force a commit even without stores.
 const DELETE_BATCH: usize = 4096;
@@ -44,6 +48,20 @@ pub(crate) struct Queue {
     evict_warn: RateLimiter,
     expire_warn: RateLimiter,
     commits: u64,
+    /// Whether there is room for new messages (disk space as a state).
+    room: Room,
+    /// The reserve file released when a write fails for lack of space.
+    reserve: Reserve,
+    /// When free space is measured next (see `queue_space.rs`).
+    next_check: Instant,
+    /// Bytes stored since the last measurement.
+    stored_since_check: u64,
+    /// What was wrong with the file at open.
+    recovery: Option<super::recover::Recovery>,
+    /// Rate limit of the full / space-is-back lines.
+    transition_warn: RateLimiter,
+    /// The highest id written to the side file, and when (see `recover.rs`).
+    hwm: (i64, Option<Instant>),
 }
 
 impl Queue {
@@ -55,7 +73,7 @@ impl Queue {
     ) -> Result<Queue, OutboxError> {
         let mut q = Queue {
             conn,
-            path,
+            path: path.clone(),
             max_bytes,
             total_bytes: 0,
             classes: Default::default(),
@@ -65,6 +83,13 @@ impl Queue {
             evict_warn: RateLimiter::new(WARN_INTERVAL),
             expire_warn: RateLimiter::new(WARN_INTERVAL),
             commits: 0,
+            room: Room::default(),
+            reserve: Reserve::new(&path),
+            next_check: Instant::now(),
+            stored_since_check: 0,
+            recovery: None,
+            transition_warn: RateLimiter::new(std::time::Duration::from_secs(60)),
+            hwm: (0, None),
         };
         q.reload().map_err(|e| q.db_err(e))?;
         Ok(q)
@@ -79,9 +104,9 @@ impl Queue {
     }
 
     /// Forget the in-memory state and recount from the file (at open, and after a failed
-    /// transaction). Messages in flight will be handed out again (at least once).
+    /// transaction). Messages in flight stay in flight (their rows were committed before, so
+    /// a rollback keeps them), and rows whose deletion is pending are not counted again.
     fn reload(&mut self) -> rusqlite::Result<()> {
-        self.inflight.clear();
         self.total_bytes = 0;
         for q in &mut self.classes {
             q.mem.clear();
@@ -115,6 +140,27 @@ impl Queue {
             q.disk_from = (count > 0).then_some(0);
             self.total_bytes += bytes as u64;
         }
+        drop(stmt);
+        for m in self.inflight.values() {
+            self.classes[m.class.index()].stats.in_flight += 1;
+        }
+        let mut row = self
+            .conn
+            .prepare_cached("SELECT class, size FROM messages WHERE id = ?1")?;
+        for id in &self.pending_deletes {
+            let found: Option<(i64, i64)> = row
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((class, size)) = found {
+                if let Some(class) = Class::from_index(class) {
+                    let size = size.max(0) as u64;
+                    let q = &mut self.classes[class.index()];
+                    q.stats.messages = q.stats.messages.saturating_sub(1);
+                    q.stats.bytes = q.stats.bytes.saturating_sub(size);
+                    self.total_bytes = self.total_bytes.saturating_sub(size);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -137,19 +183,33 @@ impl Queue {
         match result {
             Ok(()) => {
                 self.commits += 1;
+                self.stored_since_check += batches.iter().flatten().map(|m| m.size()).sum::<u64>();
                 self.pending_deletes.clear();
                 self.deletes_since = None;
+                self.after_commit();
                 Ok(())
             }
             Err(e) => {
-                let err = self.db_err(e);
-                log::error!("{err}; rolling back");
+                let no_space = self.is_space_error(&e);
+                let err = if no_space {
+                    OutboxError::Full {
+                        path: self.path.clone(),
+                    }
+                } else {
+                    self.db_err(e)
+                };
+                if !no_space {
+                    log::error!("{err}; rolling back");
+                }
                 let _ = self.conn.execute_batch("ROLLBACK");
                 for (q, b) in self.classes.iter_mut().zip(before) {
                     q.stats.stored = b;
                 }
                 if let Err(e) = self.reload() {
                     log::error!("{}", self.db_err(e));
+                }
+                if no_space {
+                    self.out_of_space(!batches.is_empty());
                 }
                 Err(err)
             }
@@ -519,79 +579,5 @@ impl Queue {
             }
         }
         Ok(())
-    }
-
-    /// Counters and the oldest message's age per class.
-    pub(crate) fn stats(&mut self, now: SystemTime) -> OutboxStats {
-        let mut oldest: [Option<SystemTime>; 4] = [None; 4];
-        for m in self.inflight.values() {
-            let o = &mut oldest[m.class.index()];
-            *o = Some(o.map_or(m.stored_at, |t| t.min(m.stored_at)));
-        }
-        for class in Class::ALL {
-            let ci = class.index();
-            let q = &self.classes[ci];
-            let head = match (q.mem.front(), q.disk_from) {
-                (Some(m), _) => Some(m.stored_at),
-                (None, Some(from)) => self
-                    .conn
-                    .prepare_cached(
-                        "SELECT stored_at FROM messages WHERE class = ?1 AND id >= ?2
-                         ORDER BY id LIMIT 1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![ci as i64, from], |r| r.get::<_, i64>(0))
-                            .optional()
-                    })
-                    .ok()
-                    .flatten()
-                    .map(from_ms),
-                (None, None) => None,
-            };
-            if let Some(h) = head {
-                let o = &mut oldest[ci];
-                *o = Some(o.map_or(h, |t| t.min(h)));
-            }
-        }
-        let mut out = OutboxStats {
-            max_bytes: self.max_bytes,
-            commits: self.commits,
-            ..Default::default()
-        };
-        for (ci, q) in self.classes.iter().enumerate() {
-            out.classes[ci] = ClassStats {
-                oldest_age: oldest[ci].map(|t| now.duration_since(t).unwrap_or_default()),
-                ..q.stats.clone()
-            };
-        }
-        out
-    }
-
-    /// Log the rate-limited eviction / expiry warnings if anything happened.
-    pub(crate) fn report(&mut self, now: Instant) {
-        let evicted: u64 = self.classes.iter().map(|q| q.evicted_unreported).sum();
-        if evicted > 0 && self.evict_warn.check("evict", now).is_some() {
-            let what = self.summary(|q| &mut q.evicted_unreported);
-            log::warn!(
-                "outbox full ({} bytes max): evicted the oldest messages or refused new ones: {what}",
-                self.max_bytes
-            );
-        }
-        let expired: u64 = self.classes.iter().map(|q| q.expired_unreported).sum();
-        if expired > 0 && self.expire_warn.check("expire", now).is_some() {
-            let what = self.summary(|q| &mut q.expired_unreported);
-            log::warn!("outbox: dropped expired unsent messages: {what}");
-        }
-    }
-
-    fn summary(&mut self, field: impl Fn(&mut ClassQueue) -> &mut u64) -> String {
-        let mut parts = Vec::new();
-        for class in Class::ALL {
-            let n = std::mem::take(field(&mut self.classes[class.index()]));
-            if n > 0 {
-                parts.push(format!("{n} {}", class.name()));
-            }
-        }
-        parts.join(", ")
     }
 }

@@ -37,8 +37,10 @@ type NextReply = oneshot::Sender<Result<Vec<Message>, OutboxError>>;
 pub(crate) fn spawn(
     conn: Connection,
     config: OutboxConfig,
+    recovery: Option<super::recover::Recovery>,
 ) -> Result<std_mpsc::Sender<Request>, OutboxError> {
-    let queue = Queue::load(conn, config.path.clone(), config.max_bytes)?;
+    let mut queue = Queue::load(conn, config.path.clone(), config.max_bytes)?;
+    queue.set_recovery(recovery);
     let (tx, rx) = std_mpsc::channel();
     let path = config.path.clone();
     std::thread::Builder::new()
@@ -56,9 +58,12 @@ fn run(mut queue: Queue, rx: std_mpsc::Receiver<Request>, commit_delay: Duration
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     let mut steps = super::clock::StepDetector::default();
     loop {
-        let deadline = queue
+        let mut deadline = queue
             .deletes_due()
             .map_or(next_sweep, |t| t.min(next_sweep));
+        if let Some(t) = queue.recheck_if_full(Instant::now()) {
+            deadline = deadline.min(t);
+        }
         let mut batch = Vec::new();
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(r) => batch.push(r),
@@ -109,6 +114,18 @@ fn run(mut queue: Queue, rx: std_mpsc::Receiver<Request>, commit_delay: Duration
             }
         }
 
+        if !stores.is_empty() {
+            let bytes = stores.iter().flatten().map(NewMessage::size).sum();
+            if !queue.has_room(bytes, Instant::now()) {
+                // Full: refuse without touching the file; deletions below go on.
+                queue.refuse(stores.iter().map(|s| s.len() as u64).sum());
+                let full = queue.full_error();
+                for reply in store_replies.drain(..) {
+                    let _ = reply.send(Err(full.copy()));
+                }
+                stores.clear();
+            }
+        }
         let flush_due = queue.deletes_due().is_some_and(|t| t <= Instant::now());
         if !stores.is_empty() || flush_due || close.is_some() {
             let result = queue.write(&stores, SystemTime::now());
@@ -117,6 +134,20 @@ fn run(mut queue: Queue, rx: std_mpsc::Receiver<Request>, commit_delay: Duration
                 let _ = reply.send(r);
             }
             if let Some(reply) = close {
+                queue.flush_hwm();
+                // A full disk is no reason to fail the stop: deletions that could not be
+                // committed only mean those messages are sent again after the restart.
+                let result = match result {
+                    Err(OutboxError::Full { path }) => {
+                        log::warn!(
+                            "outbox: {}: disk full at stop; deletions of delivered messages that \
+                             could not be committed will be sent again after the restart",
+                            path.display()
+                        );
+                        Ok(())
+                    }
+                    other => other,
+                };
                 // Waiting `next` calls get `Closed` when their senders drop.
                 let _ = reply.send(result);
                 return;

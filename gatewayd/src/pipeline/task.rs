@@ -370,7 +370,12 @@ impl Pipeline {
                 }
                 Err(e) => {
                     counters.store_failures.fetch_add(1, Ordering::Relaxed);
-                    log::error!("could not store {n} uplinks: {e}");
+                    if matches!(e, crate::outbox::OutboxError::Full { .. }) {
+                        // A state the outbox logs once, not a failure per batch.
+                        log::debug!("could not store {n} uplinks: {e}");
+                    } else {
+                        log::error!("could not store {n} uplinks: {e}");
+                    }
                     ack.rejected();
                     false
                 }
@@ -411,6 +416,9 @@ impl Pipeline {
             match outbox.store(vec![msg]).await {
                 Ok(()) => {
                     sent.stats_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e @ crate::outbox::OutboxError::Full { .. }) => {
+                    log::debug!("could not store gateway stats: {e}")
                 }
                 Err(e) => log::warn!("could not store gateway stats: {e}"),
             }

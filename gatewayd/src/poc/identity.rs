@@ -119,22 +119,40 @@ impl KeyFileSigner {
         let rng = SystemRandom::new();
         let doc = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| IdentityError::Signing("the system RNG failed".into()))?;
-        let mut file = match OpenOptions::new()
+        if path.exists() {
+            return Err(IdentityError::Exists {
+                path: path.to_owned(),
+            });
+        }
+        // Written whole to a temp file and synced, then linked into place (which fails if the
+        // key appeared meanwhile): a full disk or a crash never leaves a truncated key behind.
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let written = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-        {
-            Ok(f) => f,
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(doc.as_ref())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(IdentityError::Exists {
                     path: path.to_owned(),
                 })
             }
             Err(e) => return Err(io(e)),
-        };
-        file.write_all(doc.as_ref()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
         Self::from_pkcs8(path, doc.as_ref())
     }
 

@@ -29,6 +29,8 @@ use crate::outbox::{Class, NewMessage, OutboxHandle};
 pub const RESTART_SKIP: u32 = 1 << 20;
 /// How often held-back outcomes are checked and a changed state is written.
 pub const TICK: Duration = Duration::from_secs(1);
+/// At most one "cannot save" warning this often (a full disk fails every save).
+const SAVE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// An uplink id and what became of it, from the pipeline.
 pub type UplinkOutcome = (u32, Outcome);
@@ -196,11 +198,15 @@ pub async fn run_receipts(
         mut period_start_ms,
         close_first,
     } = start;
+    // Saving fails every tick while the disk is full: one line a minute is enough.
+    let warn = std::sync::Mutex::new(drivers::ratelimit::RateLimiter::new(SAVE_WARN_EVERY));
     let save = |seq: &ReceiptSequencer, start_ms: u64, sync: bool| {
         if let Err(e) =
             receipt_state::save(&settings.state_path, &snapshot(&key, seq, start_ms), sync)
         {
-            log::error!("poc: cannot save the receipt chain: {e}");
+            if let Ok(mut w) = warn.lock() {
+                w.warn("save", &format!("poc: cannot save the receipt chain: {e}"));
+            }
         }
     };
     let trusted = || settings.clock.clock_status().trusted();

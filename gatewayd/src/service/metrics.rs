@@ -306,6 +306,9 @@ pub fn render_metrics(s: &StatusSnapshot) -> String {
         "Transmissions the regulatory guard refused, by reason.",
         &labelled("reason", g.map(|g| &g.refusals)),
     );
+    for (name, kind, help, v) in s.storage.iter().flat_map(|st| st.metrics()) {
+        metric(name, kind, help, &[(String::new(), v)]);
+    }
     metric(
         "gatewayd_time_source",
         "gauge",

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod notify;
 pub mod privileges;
 pub mod status;
+pub mod storage;
 pub mod watchdog;
 
 pub use notify::Notifier;

@@ -85,6 +85,8 @@ pub struct StatusSnapshot {
     pub witnesses_skipped: BTreeMap<String, u64>,
     /// Receipt period ends held because there was no trusted time.
     pub receipts_held_total: Option<u64>,
+    /// Disk space and state-file health (a full disk, damaged files found at start).
+    pub storage: Option<super::storage::StorageStatus>,
 }
 
 /// One counter of the radio backend (`/metrics`: `gatewayd_<family>_total{reason="…"}`).
@@ -589,6 +591,9 @@ pub fn render(s: &StatusSnapshot) -> String {
     for (family, reasons) in backend_reasons(&s.radio_counters) {
         row(&family.replace('_', " "), reasons);
     }
+    for (k, v) in s.storage.iter().flat_map(|st| st.rows()) {
+        row(k, v);
+    }
     let mut text = out.join("\n");
     text.push('\n');
     text
@@ -625,13 +630,22 @@ pub fn render_line(s: &StatusSnapshot) -> String {
         Some(r) if r.running => "radio up",
         _ => "radio down",
     };
-    format!(
+    let mut line = format!(
         "{radio}, {mqtt}, {} uplinks in the last hour, outbox {}, tx {} ok, {} refused",
         s.uplinks_last_hour.unwrap_or(0),
         s.outbox_messages.map_or("?".to_string(), |n| n.to_string()),
         s.downlinks.as_ref().map_or(0, |d| d.sent),
         s.guard.as_ref().map_or(0, GuardStatus::refused),
-    )
+    );
+    if let Some(st) = &s.storage {
+        if st.outbox_state == "full" {
+            line.push_str(", DISK FULL (uplinks refused)");
+        }
+        if !st.problems.is_empty() {
+            line.push_str(", state files damaged at start (see gatewayd status)");
+        }
+    }
+    line
 }
 
 /// `KEY n, KEY m` for the non-zero entries.

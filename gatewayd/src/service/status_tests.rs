@@ -111,6 +111,7 @@ pub(crate) fn sample() -> StatusSnapshot {
             .into_iter()
             .collect(),
         receipts_held_total: Some(2),
+        storage: None,
     }
 }
 

@@ -103,6 +103,14 @@ impl Daemon {
 
     /// Start the daemon with extra `[gateway]` keys, extra tables and environment variables.
     pub fn start_env(mqtt_port: u16, gateway: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::create(mqtt_port, gateway, extra, env);
+        d.spawn();
+        d
+    }
+
+    /// Write the config in a new temp dir without starting the process (the test prepares
+    /// the state directory `dir/state` first, then calls [`Daemon::spawn`]).
+    pub fn create(mqtt_port: u16, gateway: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir").keep();
         let udp_port = free_port();
         let config = dir.join("gatewayd.toml");
@@ -115,16 +123,40 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut d = Daemon {
+        Daemon {
             child: None,
             log: dir.join("gatewayd.log"),
             dir,
             config,
             udp_port,
             env,
-        };
-        d.spawn();
-        d
+        }
+    }
+
+    /// The state directory (`state_dir` of the config).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// `gatewayd status --json` against this daemon's config.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["status", "--json"])
+            .output()
+            .expect("gatewayd status");
+        assert!(
+            out.status.success(),
+            "gatewayd status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// (Re)start the process with the same config and state.

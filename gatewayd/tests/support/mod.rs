@@ -12,3 +12,4 @@ pub mod mosquitto;
 pub mod observe;
 pub mod proxy;
 pub mod publisher;
+pub mod smallfs;
