@@ -18,16 +18,22 @@ use support::observe::{status_json, wait_until};
 const WAIT: Duration = Duration::from_secs(30);
 const TEN_YEARS_S: i64 = 10 * 365 * 86_400;
 
-/// libfaketime's multi-threaded library (the daemon runs threads).
+/// libfaketime's multi-threaded library (the daemon runs threads), of the architecture the
+/// daemon is built for (under qemu, an arm64 daemon needs `libfaketime:arm64`).
 fn libfaketime() -> PathBuf {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
-        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
-        .find(|p| p.exists());
-    found.expect("libfaketime is missing: run scripts/setup (Debian package faketime)")
+    let multiarch = match std::env::consts::ARCH {
+        "aarch64" => "aarch64-linux-gnu",
+        "arm" => "arm-linux-gnueabihf",
+        _ => "x86_64-linux-gnu",
+    };
+    let path = PathBuf::from(format!("/usr/lib/{multiarch}/faketime/libfaketimeMT.so.1"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup (Debian package faketime), or for another \
+         architecture scripts/cross's set-up (libfaketime:ARCH)",
+        path.display()
+    );
+    path
 }
 
 /// Set the daemon's wall-clock offset from real time, in seconds.
@@ -86,10 +92,12 @@ fn stored_uplinks_survive_wall_clock_steps_of_ten_years_and_minus_one_hour() {
     let mut pf = Forwarder::new(daemon.udp_port);
     assert_eq!(pf.push_frames(140..210, 16, WAIT), 70, "{}", daemon.log());
 
+    // Every uplink was PUSH_ACKed, so stored; the outbox may also hold the daemon's own
+    // messages (stats, receipts) by now, whose timing depends on how busy the machine is.
     wait_until("210 stored, none expired", WAIT, || {
         let s = status_json(&daemon);
         match (s["outbox_messages"].as_u64(), expired_uplinks(&s)) {
-            (Some(210), Some(0)) => Ok(()),
+            (Some(n), Some(0)) if n >= 210 => Ok(()),
             other => Err(format!("{other:?}")),
         }
     });
