@@ -23,10 +23,17 @@ impl Eui64 {
 
 impl std::fmt::Display for Eui64 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        // By hand rather than `write!("{b:02x}")` per byte: the id is formatted for every
+        // uplink (topic and `gatewayId`), and eight formatter calls cost ~2,900 instructions
+        // a time against ~500 (callgrind, scripts/bench-instructions).
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = [0u8; 16];
+        for (i, b) in self.0.iter().enumerate() {
+            s[2 * i] = HEX[usize::from(b >> 4)];
+            s[2 * i + 1] = HEX[usize::from(b & 0xf)];
         }
-        Ok(())
+        // Only ASCII hex digits: always UTF-8.
+        f.write_str(std::str::from_utf8(&s).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -444,6 +451,11 @@ mod tests {
         let e: Eui64 = "AA:BB:CC:DD:EE:FF:00:11".parse().unwrap();
         assert_eq!(e.to_string(), "aabbccddeeff0011");
         assert!("0102".parse::<Eui64>().is_err());
+        // Every nibble value, both halves of a byte, formats as lower-case hex.
+        let all = Eui64([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+        assert_eq!(all.to_string(), "0123456789abcdef");
+        assert_eq!(Eui64([0xf0; 8]).to_string(), "f0f0f0f0f0f0f0f0");
+        assert_eq!(format!("{}", Eui64([0xff; 8])), "ffffffffffffffff");
         assert!("zz02030405060708".parse::<Eui64>().is_err());
     }
 
