@@ -35,6 +35,7 @@ use crate::radio::{
     CodeRate, CrcStatus, Modulation, Radio, RadioCapabilities, RadioControl, RadioEvent,
     RadioHealth, RxFrame, RxMeta, StoreAck, TxCommand, TxStatus,
 };
+use crate::ratelimit::RateLimiter;
 
 /// First wait before re-initialising a failed chip; doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
@@ -99,6 +100,8 @@ struct Ctx<H: LoraHardware> {
     commands_open: bool,
     queue: TxQueue,
     backoff: Duration,
+    /// Warnings that can repeat per frame (a late transmission), at most one a minute.
+    warn: RateLimiter,
 }
 
 /// A session ended for good (the daemon dropped its handle).
@@ -120,6 +123,7 @@ async fn run<H: LoraHardware>(
         commands_open: true,
         queue: TxQueue::default(),
         backoff: INITIAL_BACKOFF,
+        warn: RateLimiter::new(Duration::from_secs(60)),
     };
     loop {
         let outcome = tokio::select! {
@@ -473,7 +477,8 @@ async fn transmit<H: LoraHardware, RK: RadioKind>(
         .await
         .map_err(|err| e("preparing a transmission", err))?;
     if let Some(late) = tx.late_by(Instant::now()) {
-        log::warn!("transmission dropped: programmed {late:?} after its instant");
+        let msg = format!("transmission dropped: programmed {late:?} after its instant");
+        ctx.warn.warn("late", &msg);
         return Ok(());
     }
     // Keep taking requests while waiting for the instant and while on air.
