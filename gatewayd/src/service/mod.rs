@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod notify;
 pub mod privileges;
 pub mod status;
+mod status_render;
 pub mod storage;
 pub mod watchdog;
 
