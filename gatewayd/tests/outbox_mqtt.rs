@@ -130,6 +130,20 @@ impl Running {
     }
 }
 
+/// The link subscribes right after connecting: publish `probe` commands on `down` until the
+/// first one arrives (bounded), and return it.
+async fn first_probe(network: &Subscriber, link: &mut Running, down: &str) -> Command {
+    for _ in 0..50 {
+        network.publish(down, b"probe".to_vec(), false).await;
+        if let Ok(Some(cmd)) =
+            tokio::time::timeout(Duration::from_millis(200), link.commands.recv()).await
+        {
+            return cmd;
+        }
+    }
+    panic!("no command arrived on {down}");
+}
+
 async fn wait_empty(outbox: &OutboxHandle) -> gatewayd::outbox::OutboxStats {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -362,18 +376,7 @@ async fn commands_arrive_on_the_command_channel_and_a_full_channel_blocks_nothin
     let network = Subscriber::connect(broker.port(), "eu868/gateway/+/event/#").await;
     let down = mqtt::topic("eu868", GW, "command/down");
 
-    // The link subscribes right after connecting: publish until the first command arrives.
-    let mut first = None;
-    for _ in 0..50 {
-        network.publish(&down, b"probe".to_vec(), false).await;
-        if let Ok(Some(cmd)) =
-            tokio::time::timeout(Duration::from_millis(200), link.commands.recv()).await
-        {
-            first = Some(cmd);
-            break;
-        }
-    }
-    let first = first.expect("no command arrived");
+    let first = first_probe(&network, &mut link, &down).await;
     assert_eq!(first.kind, "down");
     assert_eq!(first.payload, b"probe");
 
@@ -446,18 +449,7 @@ async fn an_oversized_command_is_dropped_and_the_connection_stays_up() {
     link.wait_connected().await;
     let network = Subscriber::connect(broker.port(), "eu868/gateway/+/event/#").await;
     let down = mqtt::topic("eu868", GW, "command/down");
-    // Wait for the link's subscription with small probes.
-    let mut subscribed = false;
-    for _ in 0..50 {
-        network.publish(&down, b"probe".to_vec(), false).await;
-        if let Ok(Some(_)) =
-            tokio::time::timeout(Duration::from_millis(200), link.commands.recv()).await
-        {
-            subscribed = true;
-            break;
-        }
-    }
-    assert!(subscribed, "no command arrived");
+    first_probe(&network, &mut link, &down).await;
     let passed = link.counters.commands.load(Ordering::Relaxed);
 
     network.publish(&down, vec![7; 1_000_000], false).await;
