@@ -250,14 +250,34 @@ impl Forwarder {
         Forwarder { sock, token: 0 }
     }
 
-    /// Send PULL_DATA; true when PULL_ACK came back within `wait`.
+    /// Send PULL_DATA, again every 250 ms as a packet forwarder retries, until a PULL_ACK
+    /// comes back; false when none did within `wait` (a daemon still starting, e.g. after a
+    /// `kill -9`, is not bound yet: the first datagrams are refused).
     pub fn pull_data(&self, wait: Duration) -> bool {
         let mut d = vec![2, 0xab, 0xcd, 2];
         d.extend_from_slice(&GATEWAY);
-        let _ = self.sock.send(&d);
-        self.sock.set_read_timeout(Some(wait)).ok();
+        let deadline = std::time::Instant::now() + wait;
         let mut buf = [0u8; 64];
-        matches!(self.sock.recv(&mut buf), Ok(4) if buf[3] == 4 && buf[1..3] == [0xab, 0xcd])
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let _ = self.sock.send(&d);
+            let until = std::time::Instant::now() + left.min(Duration::from_millis(250));
+            while let Some(t) = until.checked_duration_since(std::time::Instant::now()) {
+                self.sock
+                    .set_read_timeout(Some(t.max(Duration::from_millis(1))))
+                    .ok();
+                match self.sock.recv(&mut buf) {
+                    Ok(4) if buf[3] == 4 && buf[1..3] == [0xab, 0xcd] => return true,
+                    // Another datagram (a PUSH_ACK, a PULL_RESP): keep listening.
+                    Ok(_) => continue,
+                    // Timed out, or refused while the daemon is not bound: send again.
+                    Err(_) => break,
+                }
+            }
+            if std::time::Instant::now() < until {
+                std::thread::sleep(until - std::time::Instant::now());
+            }
+        }
+        false
     }
 
     /// Send raw bytes.
