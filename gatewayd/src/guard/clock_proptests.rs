@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, TestCaseError};
 
 use super::clock::tests::FakeMonotonic;
+use super::proptests::seeded_runner;
 use super::tests::{lora, req, t0};
 use super::*;
 
@@ -224,12 +225,7 @@ proptest! {
 fn the_step_sequences_do_reach_the_budget() {
     // Guard against a vacuous property: the sequences must run into the budget.
     let refusals = AtomicUsize::new(0);
-    let mut runner = TestRunner::new_with_rng(
-        Config::with_cases(16),
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut runner = seeded_runner(16);
     runner
         .run(&prop::collection::vec(arb_op(), 100..300), |ops| {
             refusals.fetch_add(airtime_holds_in_real_time(&ops)?, Ordering::Relaxed);

@@ -14,6 +14,17 @@ use super::tests::{req, t0};
 use super::*;
 use crate::region::{ChannelPlan, DrKind, REGIONS};
 
+/// A runner of `cases` cases with a fixed seed, for the checks that a property is not
+/// vacuous: what they count is a property of the generator, not of luck.
+pub(super) fn seeded_runner(cases: u32) -> TestRunner {
+    TestRunner::new_with_rng(
+        Config::with_cases(cases),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    )
+}
+
 /// Frequencies worth trying in a region: its channels, RX2, band edges, and a few near misses.
 fn candidates(r: &Region) -> Vec<u64> {
     let mut v = vec![r.rx2_freq_hz];
@@ -267,12 +278,7 @@ fn the_random_requests_are_often_approved() {
     // Guard against a vacuous property: a good share of random requests must pass.
     let approved = AtomicUsize::new(0);
     // A fixed seed: the share approved is a property of the generator, not of luck.
-    let mut runner = TestRunner::new_with_rng(
-        Config::with_cases(1000),
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut runner = seeded_runner(1000);
     runner
         .run(&arb_case(), |c| {
             if approved_is_legal(&c)? {
@@ -414,12 +420,7 @@ proptest! {
 #[test]
 fn the_duty_cycle_sequences_do_hit_the_budget() {
     let refusals = AtomicUsize::new(0);
-    let mut runner = TestRunner::new_with_rng(
-        Config::with_cases(24),
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut runner = seeded_runner(24);
     runner
         .run(&arb_steps(), |(region, steps)| {
             refusals.fetch_add(duty_budget_holds(region, &steps)?, Ordering::Relaxed);
