@@ -7,11 +7,9 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chirpstack_api::gw;
 use support::daemon::*;
 use support::observe::{status_json, wait_until};
 
@@ -103,16 +101,7 @@ fn stored_uplinks_survive_wall_clock_steps_of_ten_years_and_minus_one_hour() {
     });
 
     broker.restart();
-    let all = |u: &[gw::UplinkFrame]| {
-        let seen: HashSet<u32> = u
-            .iter()
-            .filter_map(|f| frame_number(&f.phy_payload))
-            .collect();
-        (0..210).all(|n| seen.contains(&n))
-    };
-    sub.wait_uplinks(Duration::from_secs(60), all);
-    let seen = sub.frame_counts();
-    let missing: Vec<u32> = (0..210).filter(|n| !seen.contains_key(n)).collect();
+    let missing = sub.missing_frames(0..210, Duration::from_secs(60));
     assert!(
         missing.is_empty(),
         "lost across the clock steps: {missing:?}\n{}",

@@ -97,16 +97,7 @@ fn broker_outage_loses_nothing_and_push_acks_keep_coming() {
     );
     broker.restart();
 
-    let all = |u: &[gw::UplinkFrame]| {
-        let seen: HashSet<u32> = u
-            .iter()
-            .filter_map(|f| frame_number(&f.phy_payload))
-            .collect();
-        (0..300).all(|n| seen.contains(&n))
-    };
-    sub.wait_uplinks(Duration::from_secs(60), all);
-    let seen = sub.frame_counts();
-    let missing: Vec<u32> = (0..300).filter(|n| !seen.contains_key(n)).collect();
+    let missing = sub.missing_frames(0..300, Duration::from_secs(60));
     assert!(
         missing.is_empty(),
         "lost across the outage: {missing:?}\n{}\nbroker:\n{}",

@@ -500,6 +500,21 @@ impl Subscriber {
         }
     }
 
+    /// Wait (bounded) until every data frame numbered in `frames` has arrived; the numbers
+    /// still missing then (empty when all arrived).
+    pub fn missing_frames(&self, frames: std::ops::Range<u32>, wait: Duration) -> Vec<u32> {
+        let all = |u: &[gw::UplinkFrame]| {
+            let seen: std::collections::HashSet<u32> = u
+                .iter()
+                .filter_map(|f| frame_number(&f.phy_payload))
+                .collect();
+            frames.clone().all(|n| seen.contains(&n))
+        };
+        self.wait_uplinks(wait, all);
+        let seen = self.frame_counts();
+        frames.filter(|n| !seen.contains_key(n)).collect()
+    }
+
     /// Count of each data-frame number among the uplinks.
     pub fn frame_counts(&self) -> HashMap<u32, usize> {
         let mut m = HashMap::new();
