@@ -249,3 +249,81 @@ fn json_mode_publishes_the_protobuf_json_mapping() {
         assert!(frame_number(&phy).is_some(), "{v}");
     }
 }
+
+/// The forwarder-dialect fixtures of the GWMP codec (`[name]`, `#` citations, one body line).
+fn dialect_bodies() -> Vec<String> {
+    include_str!("../../drivers/src/semtech_udp/fixtures/forwarder_dialects.txt")
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_forwarder_dialect_arrives_on_event_up_in_canonical_form() {
+    let broker = Mosquitto::start();
+    let sub = Subscriber::start(broker.port(), "eu868/gateway/+/event/up");
+    let daemon = Daemon::start(broker.port(), "");
+    let mut pf = Forwarder::new(daemon.udp_port);
+    let bodies = dialect_bodies();
+    assert!(bodies.len() >= 10);
+    for body in &bodies {
+        pf.push_json(body);
+    }
+    // Every fixture but the CRC-failed false sync (102) is a good frame that must arrive.
+    let expected: Vec<u32> = (101..=110).filter(|n| *n != 102).collect();
+    let ups = sub.wait_uplinks(WAIT, |u| {
+        let got: HashSet<u32> = u
+            .iter()
+            .filter_map(|f| frame_number(&f.phy_payload))
+            .collect();
+        expected.iter().all(|n| got.contains(n))
+    });
+    use gw::modulation::Parameters;
+    let params = |n: u32| {
+        let up = ups
+            .iter()
+            .find(|u| frame_number(&u.phy_payload) == Some(n))
+            .unwrap_or_else(|| panic!("frame {n} missing:\n{}", daemon.log()));
+        let tx = up.tx_info.as_ref().unwrap();
+        tx.modulation.as_ref().unwrap().parameters.clone().unwrap()
+    };
+    match params(101) {
+        Parameters::Lora(l) => {
+            assert_eq!((l.spreading_factor, l.bandwidth), (7, 125_000));
+            assert_eq!(l.code_rate(), gw::CodeRate::Cr45);
+        }
+        other => panic!("{other:?}"),
+    }
+    match params(103) {
+        Parameters::Lora(l) => assert_eq!(l.code_rate(), gw::CodeRate::CrUndefined),
+        other => panic!("{other:?}"),
+    }
+    match params(104) {
+        Parameters::Fsk(f) => assert_eq!(f.datarate, 50_000),
+        other => panic!("{other:?}"),
+    }
+    // LR-FHSS "4/6", "2/6", "4/8", "2/3", "1/3" → ChirpStack's CR_4_6 (2/3), CR_2_6 (1/3),
+    // CR_4_8 (1/2).
+    for (n, cr) in [
+        (106, gw::CodeRate::Cr46),
+        (107, gw::CodeRate::Cr26),
+        (108, gw::CodeRate::Cr48),
+        (109, gw::CodeRate::Cr46),
+        (110, gw::CodeRate::Cr26),
+    ] {
+        match params(n) {
+            Parameters::LrFhss(l) => {
+                assert_eq!(l.operating_channel_width, 137_000, "frame {n}");
+                assert_eq!(l.code_rate(), cr, "frame {n}");
+                assert_eq!(l.grid_steps, 52, "frame {n}");
+            }
+            other => panic!("frame {n}: {other:?}"),
+        }
+    }
+    assert!(
+        !daemon.log().contains("codr"),
+        "no fixture's codr is refused:\n{}",
+        daemon.log()
+    );
+}

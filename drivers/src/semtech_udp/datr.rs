@@ -63,25 +63,35 @@ pub fn parse_lr_fhss_datr(s: &str) -> Option<u32> {
     khz.parse::<u32>().ok()?.checked_mul(1000)
 }
 
-/// A LoRa coding rate: `"4/5"`…`"4/8"`, the aliases `"2/3"` (4/6) and `"1/2"` (4/8),
-/// and `"OFF"`.
+/// A LoRa coding rate: `"4/5"`…`"4/8"`, the aliases `"2/3"` (4/6), `"1/2"` and `"2/4"`
+/// (4/8), and `"OFF"` (the SX1301/SX1302 forwarders' CR0 false sync).
+///
+/// The alias table is the one ChirpStack's MQTT forwarder accepts from the forwarders it
+/// fronts (`src/backend/semtech_udp/structs.rs`, `impl Deserialize for CodeRate`).
 pub fn parse_lora_codr(s: &str) -> Option<CodeRate> {
     Some(match s {
         "4/5" => CodeRate::Cr45,
         "4/6" | "2/3" => CodeRate::Cr46,
         "4/7" => CodeRate::Cr47,
-        "4/8" | "1/2" => CodeRate::Cr48,
+        "4/8" | "1/2" | "2/4" => CodeRate::Cr48,
         "OFF" | "off" => CodeRate::Off,
         _ => return None,
     })
 }
 
-/// An LR-FHSS coding rate: `"1/3"`, `"2/3"`, `"1/2"` (reported as [`CodeRate::Cr48`]).
+/// The `codr` the Semtech reference forwarders write when the concentrator reported a
+/// coding rate they have no text for (`lora_pkt_fwd.c`: `"codr":"?"`). The frame itself is
+/// good; its coding rate is unknown.
+pub const UNKNOWN_CODR: &str = "?";
+
+/// An LR-FHSS coding rate, in either spelling real forwarders use: the reduced fraction
+/// (`"1/3"`, `"2/3"`, `"1/2"`) or the LoRa-style `x/6`, `4/x` form (`"2/6"`, `"4/6"`,
+/// `"4/8"`, `"2/4"`). 1/2 is reported as [`CodeRate::Cr48`], as ChirpStack's `CR_4_8`.
 pub fn parse_lr_fhss_codr(s: &str) -> Option<CodeRate> {
     Some(match s {
-        "1/3" => CodeRate::Cr13,
-        "2/3" => CodeRate::Cr23,
-        "1/2" | "4/8" => CodeRate::Cr48,
+        "1/3" | "2/6" => CodeRate::Cr13,
+        "2/3" | "4/6" => CodeRate::Cr23,
+        "1/2" | "4/8" | "2/4" => CodeRate::Cr48,
         _ => return None,
     })
 }
@@ -136,6 +146,19 @@ mod tests {
         assert_eq!(parse_lora_codr("2/3"), Some(CodeRate::Cr46));
         assert_eq!(parse_lora_codr("4/9"), None);
         assert_eq!(parse_lr_fhss_codr("2/3"), Some(CodeRate::Cr23));
+        for (spellings, cr) in [
+            (&["1/3", "2/6"][..], CodeRate::Cr13),
+            (&["2/3", "4/6"][..], CodeRate::Cr23),
+            (&["1/2", "4/8", "2/4"][..], CodeRate::Cr48),
+        ] {
+            for s in spellings {
+                assert_eq!(parse_lr_fhss_codr(s), Some(cr), "{s}");
+            }
+        }
+        for bad in ["4/5", "4/7", "5/6", "3/6", "OFF", "?", ""] {
+            assert_eq!(parse_lr_fhss_codr(bad), None, "{bad}");
+        }
+        assert_eq!(parse_lora_codr("2/4"), Some(CodeRate::Cr48));
         assert_eq!(format_lora_codr(CodeRate::Cr47), Some("4/7"));
         assert_eq!(format_lora_codr(CodeRate::Off), None);
     }

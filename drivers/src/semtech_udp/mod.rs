@@ -32,6 +32,8 @@ pub use time::{parse_iso8601, parse_stat_time, GPS_EPOCH_UNIX_SECS};
 pub use txpk::{decode_tx_ack, encode_pull_resp, encode_txpk};
 
 #[cfg(test)]
+mod dialect_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests_udp;

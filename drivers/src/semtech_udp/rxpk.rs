@@ -55,8 +55,14 @@ fn modulation(f: &Fields) -> Result<Modulation, GwmpError> {
                 return Err(f.out_of_range("datr", s));
             }
             let cr = match codr {
-                Some(c) => datr::parse_lr_fhss_codr(c)
-                    .ok_or_else(|| f.bad("codr", format!("{c:?} is not an LR-FHSS coding rate")))?,
+                Some(c) => datr::parse_lr_fhss_codr(c).ok_or_else(|| {
+                    f.bad(
+                        "codr",
+                        format!(
+                            "{c:?} is not an LR-FHSS coding rate (1/3, 2/3, 1/2, or 2/6, 4/6, 4/8)"
+                        ),
+                    )
+                })?,
                 None => return Err(f.missing("codr")),
             };
             let grid_steps = f.u32("hpw")?.unwrap_or(0);
@@ -70,11 +76,11 @@ fn modulation(f: &Fields) -> Result<Modulation, GwmpError> {
                 return Err(f.out_of_range("datr", s));
             }
             let cr = match codr {
+                Some(datr::UNKNOWN_CODR) | None => None,
                 Some(c) => Some(
                     datr::parse_lora_codr(c)
                         .ok_or_else(|| f.bad("codr", format!("{c:?} is not a coding rate")))?,
                 ),
-                None => None,
             };
             Modulation::Lora { sf, bw_hz, cr }
         } else {

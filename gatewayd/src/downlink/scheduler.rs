@@ -133,6 +133,7 @@ fn modulation(m: &gw::Modulation) -> Result<(Modulation, bool, Option<u16>, bool
             let cr = gw::CodeRate::try_from(l.code_rate).unwrap_or(gw::CodeRate::CrUndefined);
             let cr = match cr {
                 gw::CodeRate::Cr26 => CodeRate::Cr13,
+                gw::CodeRate::Cr48 => CodeRate::Cr48,
                 _ => CodeRate::Cr23,
             };
             let m = Modulation::LrFhss {
