@@ -146,3 +146,21 @@ fn a_coding_rate_no_forwarder_writes_is_still_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn escaped_strings_decode_like_plain_ones() {
+    // JSON lets a forwarder escape `/` and any character; the borrowed parse must unescape.
+    let (_, plain) = fixtures()
+        .into_iter()
+        .find(|(n, _)| *n == "sx1301-lora")
+        .unwrap();
+    let escaped = plain
+        .replace("\"SF7BW125\"", "\"SF7\\u0042W125\"")
+        .replace("\"4/6\"", "\"4\\/6\"");
+    assert_ne!(escaped, plain);
+    let a = decode_push_data(plain.as_bytes()).unwrap();
+    let b = decode_push_data(escaped.as_bytes()).unwrap();
+    assert!(b.rejected.is_empty(), "{:?}", b.rejected);
+    assert_eq!(a.frames[0].meta, b.frames[0].meta);
+    assert_eq!(a.frames[0].payload, b.frames[0].payload);
+}

@@ -1,21 +1,25 @@
 //! Typed, range-checked access to the fields of one JSON object of a datagram (an rxpk
 //! entry or one of its `rsig` signals), producing errors that name the entry and field.
 
-use serde_json::{Map, Value};
+use serde_json_borrow::{ObjectAsVec, Value};
 
 use super::error::GwmpError;
 
 /// The fields of one JSON object at rxpk index `index`; `prefix` names a nested object
 /// (`"rsig[1]."`) in error messages.
 pub(crate) struct Fields<'a> {
-    obj: &'a Map<String, Value>,
+    obj: &'a ObjectAsVec<'a>,
     index: usize,
     prefix: String,
 }
 
 impl<'a> Fields<'a> {
     /// Wrap a JSON value that must be an object.
-    pub(crate) fn new(value: &'a Value, index: usize, prefix: String) -> Result<Self, GwmpError> {
+    pub(crate) fn new(
+        value: &'a Value<'a>,
+        index: usize,
+        prefix: String,
+    ) -> Result<Self, GwmpError> {
         match value.as_object() {
             Some(obj) => Ok(Fields { obj, index, prefix }),
             None => Err(GwmpError::BadField {
@@ -36,7 +40,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A field, `None` when absent or `null`.
-    pub(crate) fn get(&self, field: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, field: &str) -> Option<&'a Value<'a>> {
         self.obj.get(field).filter(|v| !v.is_null())
     }
 

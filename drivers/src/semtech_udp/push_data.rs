@@ -2,7 +2,7 @@
 //! object is rejected whole; within it each rxpk entry (and the stat) stands alone, so one
 //! bad entry does not drop its neighbours.
 
-use serde_json::Value;
+use serde_json_borrow::Value;
 
 use super::error::GwmpError;
 use super::rxpk::decode_rxpk;

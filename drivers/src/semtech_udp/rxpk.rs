@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::Value;
+use serde_json_borrow::Value;
 
 use super::datr;
 use super::error::GwmpError;
@@ -145,7 +145,7 @@ fn payload(f: &Fields) -> Result<Vec<u8>, GwmpError> {
 }
 
 /// Decode the rxpk entry at position `index` into one frame (or one per `rsig` signal).
-pub fn decode_rxpk(index: usize, value: &Value) -> Result<Vec<RxFrame>, GwmpError> {
+pub fn decode_rxpk<'a>(index: usize, value: &'a Value<'a>) -> Result<Vec<RxFrame>, GwmpError> {
     let f = Fields::new(value, index, String::new())?;
     let freq = f.req("freq", f.f64("freq")?)?;
     let freq_hz = match mhz_to_hz(freq) {

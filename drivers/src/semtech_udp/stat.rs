@@ -1,6 +1,6 @@
 //! The PUSH_DATA `stat` object → [`RadioStats`].
 
-use serde_json::{Map, Value};
+use serde_json_borrow::{ObjectAsVec, Value};
 
 use super::error::GwmpError;
 use super::time::parse_stat_time;
@@ -13,7 +13,7 @@ fn bad(field: &'static str, reason: impl Into<String>) -> GwmpError {
     }
 }
 
-fn num(obj: &Map<String, Value>, field: &'static str) -> Result<Option<f64>, GwmpError> {
+fn num(obj: &ObjectAsVec<'_>, field: &'static str) -> Result<Option<f64>, GwmpError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -24,7 +24,7 @@ fn num(obj: &Map<String, Value>, field: &'static str) -> Result<Option<f64>, Gwm
 }
 
 fn in_range(
-    obj: &Map<String, Value>,
+    obj: &ObjectAsVec<'_>,
     field: &'static str,
     lo: f64,
     hi: f64,
@@ -35,7 +35,7 @@ fn in_range(
     }
 }
 
-fn count(obj: &Map<String, Value>, field: &'static str) -> Result<u32, GwmpError> {
+fn count(obj: &ObjectAsVec<'_>, field: &'static str) -> Result<u32, GwmpError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(0),
         Some(v) => v
@@ -46,13 +46,13 @@ fn count(obj: &Map<String, Value>, field: &'static str) -> Result<u32, GwmpError
 }
 
 /// Decode a `stat` JSON value.
-pub fn decode_stat(value: &Value) -> Result<RadioStats, GwmpError> {
+pub fn decode_stat(value: &Value<'_>) -> Result<RadioStats, GwmpError> {
     let Some(obj) = value.as_object() else {
         return Err(bad("", format!("expected an object, got {value}")));
     };
     let time = match obj.get("time") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(parse_stat_time(s).map_err(|e| bad("time", e))?),
+        Some(Value::Str(s)) => Some(parse_stat_time(s).map_err(|e| bad("time", e))?),
         Some(v) => return Err(bad("time", format!("expected a string, got {v}"))),
     };
     let lat = in_range(obj, "lati", -90.0, 90.0)?;
@@ -104,17 +104,19 @@ mod tests {
 
     #[test]
     fn no_gps_and_errors() {
-        let s = decode_stat(&serde_json::json!({"rxnb":0,"rxok":0})).unwrap();
+        let v: Value = serde_json::from_str(r#"{"rxnb":0,"rxok":0}"#).unwrap();
+        let s = decode_stat(&v).unwrap();
         assert_eq!(s.location, None);
         assert_eq!(s.time, None);
         for (v, field) in [
-            (serde_json::json!({"lati":91.0,"long":0.0}), "lati"),
-            (serde_json::json!({"rxnb":-1}), "rxnb"),
-            (serde_json::json!({"rxok":"3"}), "rxok"),
-            (serde_json::json!({"time":"yesterday"}), "time"),
-            (serde_json::json!({"temp":1000}), "temp"),
+            (r#"{"lati":91.0,"long":0.0}"#, "lati"),
+            (r#"{"rxnb":-1}"#, "rxnb"),
+            (r#"{"rxok":"3"}"#, "rxok"),
+            (r#"{"time":"yesterday"}"#, "time"),
+            (r#"{"temp":1000}"#, "temp"),
         ] {
-            match decode_stat(&v) {
+            let parsed: Value = serde_json::from_str(v).unwrap();
+            match decode_stat(&parsed) {
                 Err(GwmpError::BadStat { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{v}: {other:?}"),
             }
