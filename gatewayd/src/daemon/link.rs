@@ -195,7 +195,8 @@ fn spawn_link(
             topic_prefix: config.mqtt.topic_prefix.clone(),
             json: config.mqtt.json,
         },
-    );
+    )
+    .with_interval_stats(core.tx_stats.clone());
     state.set_downlink_stats(downlink.stats());
     // Beacons transmit through the downlink task's gate (one guard, one ledger).
     let (entropy_tx, beacon_counters) = poc::spawn_beacon(
