@@ -184,46 +184,6 @@ pub fn uplink_frame(
     }
 }
 
-/// Counters for one stats interval.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatsCounters {
-    /// Frames received in the interval.
-    pub rx_received: u32,
-    /// Frames received with a good CRC.
-    pub rx_ok: u32,
-    /// Downlinks asked of the gateway.
-    pub tx_received: u32,
-    /// Downlinks sent.
-    pub tx_emitted: u32,
-    /// Received frames per frequency.
-    pub rx_per_frequency: HashMap<u32, u32>,
-    /// Downlink outcomes by status name.
-    pub tx_per_status: HashMap<String, u32>,
-}
-
-/// Build `GatewayStats`.
-pub fn gateway_stats(
-    gateway: Eui64,
-    time: SystemTime,
-    counters: &StatsCounters,
-    loc: Option<&SourcedLocation>,
-    metadata: HashMap<String, String>,
-) -> gw::GatewayStats {
-    gw::GatewayStats {
-        gateway_id: gateway.to_string(),
-        time: Some(timestamp(time)),
-        location: loc.map(location),
-        rx_packets_received: counters.rx_received,
-        rx_packets_received_ok: counters.rx_ok,
-        tx_packets_received: counters.tx_received,
-        tx_packets_emitted: counters.tx_emitted,
-        rx_packets_per_frequency: counters.rx_per_frequency.clone(),
-        tx_packets_per_status: counters.tx_per_status.clone(),
-        metadata,
-        ..Default::default()
-    }
-}
-
 /// The retained connection-state message.
 pub fn conn_state(gateway: Eui64, online: bool) -> gw::ConnState {
     gw::ConnState {
@@ -354,22 +314,8 @@ mod tests {
     }
 
     #[test]
-    fn stats_and_conn_state() {
+    fn conn_state_and_short_context() {
         let gw_id: Eui64 = "0102030405060708".parse().unwrap();
-        let c = StatsCounters {
-            rx_received: 10,
-            rx_ok: 9,
-            ..Default::default()
-        };
-        let s = gateway_stats(
-            gw_id,
-            UNIX_EPOCH + Duration::from_secs(5),
-            &c,
-            None,
-            HashMap::new(),
-        );
-        assert_eq!((s.rx_packets_received, s.rx_packets_received_ok), (10, 9));
-        assert_eq!(s.time.unwrap().seconds, 5);
         let on = conn_state(gw_id, true);
         assert_eq!(on.state(), gw::conn_state::State::Online);
         assert_eq!(

@@ -14,6 +14,8 @@
 //! - [`service`]: systemd notify and watchdog gate, status socket, metrics, privileges;
 //!   [`logging`]: the journal, or stderr without one; [`cli`]: the command line.
 //! - [`downlink`]: `command/down` → guard → radio, and the TX ack back.
+//! - [`interval_stats`]: the counters of one stats interval (received, transmitted, duty
+//!   cycle) and their `gw.GatewayStats`.
 //! - [`daemon`]: wires the tasks together (radio, pipeline, outbox, MQTT link, service
 //!   endpoints), reloads on SIGHUP and shuts them down in order.
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod downlink;
 pub mod guard;
+pub mod interval_stats;
 pub mod logging;
 pub mod lorawan;
 pub mod mqtt;

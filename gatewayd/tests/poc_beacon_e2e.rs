@@ -4,10 +4,12 @@
 //!
 //! The test publishes the network's entropy on each hotspot's `command/poc_entropy`; each
 //! hotspot beacons in its windows through its regulatory guard and publishes a signed beacon
-//! report on `event/beacon`; the hotspots the air delivered a beacon to publish a witness
-//! report on `event/witness` — exactly those (as the air's own record says), so the
+//! report on `poc/beacon`; the hotspots the air delivered a beacon to publish a witness
+//! report on `poc/witness` — exactly those (as the air's own record says), so the
 //! out-of-range one witnesses nothing and is witnessed by nobody. Every report verifies, with
-//! the library verifier and with `gatewayd poc verify`.
+//! the library verifier and with `gatewayd poc verify`. Receipts are made every 2 s and stats
+//! published every 2 s too: what a stock ChirpStack subscribes to (`+/gateway/+/event/+`)
+//! sees only its own events, never a PoC report (issue 17).
 
 mod support;
 
@@ -65,11 +67,11 @@ fn gateway_of(topic: &str) -> String {
     topic.split('/').nth(2).unwrap_or_default().to_string()
 }
 
-/// Reports published on `event/{kind}`: (gateway id from the topic, raw bytes, decoded).
+/// Reports published on `poc/{kind}`: (gateway id from the topic, raw bytes, decoded).
 fn reports(received: &[Received], kind: &str) -> Vec<(String, Vec<u8>, SignedReport)> {
     received
         .iter()
-        .filter(|r| r.topic.ends_with(&format!("/event/{kind}")))
+        .filter(|r| r.topic.ends_with(&format!("/poc/{kind}")))
         .map(|r| {
             let s = SignedReport::decode(&r.payload).expect("a canonical report");
             (gateway_of(&r.topic), r.payload.clone(), s)
@@ -138,6 +140,8 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<AirEvent>, seen: &mut Vec<AirEvent>) {
 async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
     let broker = Mosquitto::start();
     let sub = Arc::new(Subscriber::connect(broker.port(), "eu868/gateway/#").await);
+    // What a stock ChirpStack network server subscribes to.
+    let chirpstack = Subscriber::connect(broker.port(), "+/gateway/+/event/+").await;
 
     let stop = CancellationToken::new();
     let model = AirModel {
@@ -152,14 +156,16 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
     let mut hotspots: Vec<Hotspot> = HOTSPOTS
         .iter()
         .map(|(id, lat, lon)| {
-            Hotspot::start(
+            Hotspot::start_with(
                 id,
                 &format!("lat = {lat:?}\nlon = {lon:?}"),
                 hub,
                 broker.port(),
+                2,
                 &format!(
                     "[gateway.location]\nlatitude = {lat:?}\nlongitude = {lon:?}\naltitude = 10.0\n\
-                     [poc]\nenabled = true\nwindow_secs = {WINDOW_S}\nradio_max_power_dbm = 14\n"
+                     [poc]\nenabled = true\nwindow_secs = {WINDOW_S}\nradio_max_power_dbm = 14\n\
+                     receipt_interval_secs = 2\n"
                 ),
             )
         })
@@ -455,6 +461,49 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
     );
     let d = hotspots[3].status();
     assert_eq!(d["witnesses_total"].as_u64(), Some(0), "{d}");
+
+    // Every kind of report, from every hotspot, went to `…/poc/{kind}`; what ChirpStack
+    // subscribes to saw each hotspot's stats and none of them.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = sub.received();
+        let seen = chirpstack.received();
+        let every = |kind: &str, on: &[Received]| {
+            HOTSPOTS.iter().all(|(id, _, _)| {
+                on.iter()
+                    .any(|r| r.topic == format!("eu868/gateway/{id}/{kind}"))
+            })
+        };
+        if every("poc/receipt", &got) && every("event/stats", &seen) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no receipt or no stats from every hotspot: {:?}",
+            seen.iter().map(|r| &r.topic).collect::<BTreeSet<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = sub.received();
+    let poc: Vec<&Received> = got.iter().filter(|r| r.topic.contains("/poc/")).collect();
+    for kind in ["beacon", "witness", "receipt"] {
+        assert!(poc
+            .iter()
+            .any(|r| r.topic.ends_with(&format!("/poc/{kind}"))));
+    }
+    for r in chirpstack.received() {
+        let event = r.topic.rsplit('/').next().unwrap_or_default();
+        assert!(
+            ["up", "stats", "ack"].contains(&event),
+            "ChirpStack would get {} and log \"Unknown event type\"",
+            r.topic
+        );
+        assert!(
+            !poc.iter().any(|p| p.payload == r.payload),
+            "a PoC report on {}",
+            r.topic
+        );
+    }
 
     for h in &mut hotspots {
         let status = h.terminate(Duration::from_secs(10));

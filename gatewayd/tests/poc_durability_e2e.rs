@@ -124,7 +124,7 @@ const LOCATION: &str = "[gateway.location]\nlatitude = 52.0\nlongitude = 4.0\n";
 fn witness_reports(sub: &Subscriber) -> Vec<Vec<u8>> {
     sub.all()
         .into_iter()
-        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/event/witness"))
+        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/poc/witness"))
         .map(|r| r.payload)
         .collect()
 }
@@ -157,7 +157,7 @@ fn witness_reports_survive_a_broker_outage_and_a_kill9() {
     daemon.spawn();
     broker.restart();
 
-    wait_for("two witness reports on event/witness", WAIT, || {
+    wait_for("two witness reports on poc/witness", WAIT, || {
         witness_reports(&sub).len() >= 2
     });
     let reports = witness_reports(&sub);
@@ -349,7 +349,7 @@ fn transmit(pf: &Forwarder, wait: Duration) -> Option<serde_json::Value> {
 fn beacon_reports(sub: &Subscriber) -> Vec<Vec<u8>> {
     sub.all()
         .into_iter()
-        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/event/beacon"))
+        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/poc/beacon"))
         .map(|r| r.payload)
         .collect()
 }
@@ -426,7 +426,7 @@ fn beacon_reports_survive_a_broker_outage_and_a_kill9() {
     broker.restart();
     assert!(pf.pull_data(WAIT), "PULL_ACK after the restart");
 
-    wait_for("the beacon report on event/beacon", WAIT, || {
+    wait_for("the beacon report on poc/beacon", WAIT, || {
         !beacon_reports(&sub).is_empty()
     });
     let reports = beacon_reports(&sub);

@@ -36,7 +36,7 @@ fn receipts(sub: &Subscriber) -> Vec<SignedReport> {
     let mut out: Vec<SignedReport> = sub
         .all()
         .into_iter()
-        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/event/receipt"))
+        .filter(|r| r.topic == format!("eu868/gateway/{GATEWAY_ID}/poc/receipt"))
         .filter(|r| seen.insert(r.payload.clone()))
         .map(|r| SignedReport::decode(&r.payload).expect("a canonical receipt"))
         .collect();

@@ -1,5 +1,5 @@
 //! Witnessing through the real daemon: another hotspot's beacon heard by the radio (here the
-//! Semtech UDP backend) becomes a signed witness report on `event/witness`, stored in the
+//! Semtech UDP backend) becomes a signed witness report on `poc/witness`, stored in the
 //! outbox first; it is not forwarded as an uplink; a second copy is not witnessed twice.
 
 mod support;
@@ -48,7 +48,7 @@ fn another_hotspots_beacon_becomes_a_signed_witness_report() {
     let witnesses = || {
         sub.all()
             .into_iter()
-            .filter(|r| r.topic.ends_with("/event/witness"))
+            .filter(|r| r.topic.ends_with("/poc/witness"))
             .collect::<Vec<_>>()
     };
     while witnesses().is_empty() && std::time::Instant::now() < deadline {
@@ -65,7 +65,7 @@ fn another_hotspots_beacon_becomes_a_signed_witness_report() {
     );
     assert_eq!(
         w[0].topic,
-        format!("eu868/gateway/{GATEWAY_ID}/event/witness")
+        format!("eu868/gateway/{GATEWAY_ID}/poc/witness")
     );
     let report = SignedReport::decode(&w[0].payload).expect("a canonical report");
     assert!(report.signature_valid());

@@ -81,7 +81,7 @@ fn status_names_the_time_source_and_an_unsynchronized_clock_holds_reports() {
     };
     if synced {
         wait_until("a witness report", WAIT, || {
-            (published("/event/witness") == 1)
+            (published("/poc/witness") == 1)
                 .then_some(())
                 .ok_or_else(|| daemon.log())
         });
@@ -94,8 +94,8 @@ fn status_names_the_time_source_and_an_unsynchronized_clock_holds_reports() {
                 .then_some(())
                 .ok_or_else(|| s.to_string())
         });
-        assert_eq!(published("/event/witness"), 0, "nothing signed");
-        assert_eq!(published("/event/receipt"), 0, "nothing signed");
+        assert_eq!(published("/poc/witness"), 0, "nothing signed");
+        assert_eq!(published("/poc/receipt"), 0, "nothing signed");
         assert!(daemon.log().contains("receipts held"), "{}", daemon.log());
     }
 }

@@ -5,6 +5,7 @@ mod error;
 mod locate;
 mod mqtt;
 pub mod poc;
+pub mod poc_topic;
 // Raw fields mirror the keys documented in the example config.
 #[allow(missing_docs)]
 pub mod raw;

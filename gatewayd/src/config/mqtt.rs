@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use drivers::radio::Eui64;
+
+use super::poc_topic::{PocKind, PocTopic};
 use super::{raw, Builder, ConfigError};
 
 /// MQTT transport.
@@ -26,6 +29,8 @@ pub struct MqttConfig {
     pub port: u16,
     /// Topic prefix, e.g. `eu868`.
     pub topic_prefix: String,
+    /// Where proof-of-coverage reports go (outside the ChirpStack gateway protocol's topics).
+    pub poc_topic: PocTopic,
     /// Publish the protobuf JSON mapping instead of binary protobuf.
     pub json: bool,
     /// QoS for events: 0 or 1.
@@ -101,6 +106,8 @@ pub(super) fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig
             ),
         ));
     }
+    let poc_topic = PocTopic::parse(&m.poc_topic, &m.topic_prefix)
+        .map_err(|message| b.invalid("mqtt.poc_topic", message))?;
     if m.qos > 1 {
         return Err(b.invalid("mqtt.qos", "must be 0 or 1"));
     }
@@ -159,6 +166,7 @@ pub(super) fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig
         host,
         port,
         topic_prefix: m.topic_prefix.clone(),
+        poc_topic,
         json: m.json,
         qos: m.qos,
         client_id: m.client_id.clone(),
@@ -172,4 +180,11 @@ pub(super) fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig
         reconnect_max: Duration::from_millis(m.reconnect_max_ms),
         inflight: m.inflight,
     })
+}
+
+impl MqttConfig {
+    /// The topic of `gateway`'s `kind` reports (`poc_topic` under `topic_prefix`).
+    pub fn poc_report_topic(&self, gateway: Eui64, kind: PocKind) -> String {
+        self.poc_topic.render(&self.topic_prefix, gateway, kind)
+    }
 }

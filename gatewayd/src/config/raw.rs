@@ -144,6 +144,7 @@ impl Default for RawSemtechUdp {
 pub struct RawMqtt {
     pub server: String,
     pub topic_prefix: String,
+    pub poc_topic: String,
     pub json: bool,
     pub qos: u8,
     pub client_id: Option<String>,
@@ -163,6 +164,7 @@ impl Default for RawMqtt {
         RawMqtt {
             server: "tcp://127.0.0.1:1883".into(),
             topic_prefix: "eu868".into(),
+            poc_topic: super::poc_topic::DEFAULT_POC_TOPIC.into(),
             json: false,
             qos: 1,
             client_id: None,

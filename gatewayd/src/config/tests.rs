@@ -394,6 +394,11 @@ const MALFORMED: &[(&str, usize, &str)] = &[
         "mqtt.reconnect_min_ms",
     ),
     ("[mqtt]\ninflight = 0\n", 2, "mqtt.inflight"),
+    (
+        "[mqtt]\n\npoc_topic = \"{prefix}/gateway/{gateway_id}/event/{kind}\"\n",
+        3,
+        "mqtt.poc_topic",
+    ),
     ("[outbox]\nmax_bytes = 10\n", 2, "outbox.max_bytes"),
     (
         "[uplink]\ndev_addr_prefixes = [\n  \"26000000/7\",\n  \"26/7\",\n]\n",
@@ -460,4 +465,32 @@ fn non_utf8_bytes_name_the_line_and_key_of_the_first_bad_byte() {
         e.starts_with(&format!("{file}:2:")) && e.contains("gps.device"),
         "{e}"
     );
+}
+
+#[test]
+fn poc_reports_go_outside_chirpstacks_event_topics() {
+    use crate::config::poc_topic::PocKind;
+    let gw = Eui64([1, 2, 3, 4, 5, 6, 7, 8]);
+    let c = parse("").unwrap();
+    assert_eq!(
+        c.mqtt.poc_report_topic(gw, PocKind::Witness),
+        "eu868/gateway/0102030405060708/poc/witness"
+    );
+    let c = parse(
+        "[mqtt]\ntopic_prefix = \"us915\"\npoc_topic = \"{prefix}/hotspots/{gateway_id}/{kind}\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.mqtt.poc_report_topic(gw, PocKind::Receipt),
+        "us915/hotspots/0102030405060708/receipt"
+    );
+    let e = err("[mqtt]\ntopic_prefix = \"eu868\"\n\npoc_topic = \"{prefix}/gateway/{gateway_id}/event/{kind}\"\n");
+    assert!(e.starts_with("/etc/gatewayd/test.toml:4:"), "{e}");
+    assert!(e.contains("key `mqtt.poc_topic`"), "{e}");
+    assert!(
+        e.contains("eu868/gateway/+/event/+"),
+        "what ChirpStack subscribes: {e}"
+    );
+    let e = err("[mqtt]\npoc_topic = \"{prefix}/poc/{kind}\"\n");
+    assert!(e.contains("{gateway_id}") && e.contains(":2:"), "{e}");
 }

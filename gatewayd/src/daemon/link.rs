@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::start::{Core, ForLink};
 use super::{commands, poc};
+use crate::config::poc_topic::PocKind;
 use crate::config::Config;
 use crate::guard::TxGate;
 use crate::poc::beacon::BODY_LEN;
@@ -77,7 +78,7 @@ pub(super) async fn connect(
             detector,
             core.identity.clone(),
             core.outbox.clone(),
-            crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/witness"),
+            config.mqtt.poc_report_topic(gateway, PocKind::Witness),
             state.whereabouts.clone(),
             witness_counters.clone(),
             config.poc.report_validity,
@@ -94,7 +95,7 @@ pub(super) async fn connect(
             crate::poc::receipt_task::ReceiptSettings {
                 interval: config.poc.receipt_interval,
                 validity: config.poc.report_validity,
-                topic: crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/receipt"),
+                topic: config.mqtt.poc_report_topic(gateway, PocKind::Receipt),
                 state_path: receipt_state_path.clone(),
                 clock: state.whereabouts.clone(),
             },
@@ -195,7 +196,8 @@ fn spawn_link(
             topic_prefix: config.mqtt.topic_prefix.clone(),
             json: config.mqtt.json,
         },
-    );
+    )
+    .with_interval_stats(core.tx_stats.clone());
     state.set_downlink_stats(downlink.stats());
     // Beacons transmit through the downlink task's gate (one guard, one ledger).
     let (entropy_tx, beacon_counters) = poc::spawn_beacon(

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::ENTROPY_QUEUE;
+use crate::config::poc_topic::PocKind;
 use crate::config::Config;
 use crate::downlink::TxClient;
 use crate::outbox::OutboxHandle;
@@ -46,7 +47,7 @@ pub(super) fn spawn_beacon(
         validity: config.poc.report_validity,
         region,
         guard: config.gateway.guard.clone(),
-        topic: crate::mqtt::topic(&config.mqtt.topic_prefix, gateway, "event/beacon"),
+        topic: config.mqtt.poc_report_topic(gateway, PocKind::Beacon),
     };
     let task = match BeaconTask::new(settings, signer, outbox, tx, whereabouts, Some(own_beacons)) {
         Ok(t) => t,

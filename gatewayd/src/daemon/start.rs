@@ -15,6 +15,7 @@ use super::state::{DaemonState, PROBE_EVERY};
 use super::DaemonError;
 use crate::config::{Config, RadioConfig, UplinkConfig};
 use crate::guard::TxGate;
+use crate::interval_stats::TxStatsHandle;
 use crate::outbox::OutboxHandle;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::poc::receipt_task::{ReceiptStart, UplinkOutcome};
@@ -36,6 +37,9 @@ pub(super) struct Core {
     pub state: Arc<DaemonState>,
     /// The hotspot's key, for witness reports, receipts and beacons.
     pub identity: Arc<dyn Signer + Send + Sync>,
+    /// The downlink task counts transmissions and the duty-cycle use into this; the pipeline
+    /// reports them in each stats interval.
+    pub tx_stats: TxStatsHandle,
     /// The pipeline's live `[uplink]` settings; SIGHUP sends new ones.
     pub live_tx: watch::Sender<UplinkConfig>,
     /// Stops the radio backend, the GPS reader and the beacon task (first at shutdown).
@@ -207,6 +211,7 @@ pub(super) async fn start(
         crate::poc::witness::unix_ms(std::time::SystemTime::now()),
     );
     let (outcome_tx, outcome_rx) = mpsc::channel(1024);
+    let tx_stats = TxStatsHandle::default();
     let pipeline = Pipeline::new(
         PipelineConfig {
             uplink: config.uplink.clone(),
@@ -224,6 +229,7 @@ pub(super) async fn start(
     )
     .with_live_config(live_rx)
     .with_heartbeat(heartbeat.clone())
+    .with_tx_stats(tx_stats.clone())
     .with_receipts(crate::pipeline::task::ReceiptFeed {
         next_id: receipt_start.first_id(),
         outcomes: outcome_tx,
@@ -276,6 +282,7 @@ pub(super) async fn start(
         outbox,
         state,
         identity,
+        tx_stats,
         live_tx,
         radio_token,
         service_token,

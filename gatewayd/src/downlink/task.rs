@@ -2,14 +2,15 @@
 //! handle), takes `command/down` payloads from the MQTT link one at a time, walks their
 //! items with the pure [`Attempt`] and stores the `gw.DownlinkTxAck` in the outbox
 //! (`Class::Control`), which the link publishes on `{prefix}/gateway/{id}/event/ack`.
-//! Its second input, [`TxClient`] jobs, lets beacons share the gate and its ledger.
+//! Its second input, [`TxClient`] jobs, lets beacons share the gate and its ledger. Each
+//! downlink and the duty-cycle use are also counted for `event/stats` ([`TxStatsHandle`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chirpstack_api::gw;
-use drivers::radio::Eui64;
+use drivers::radio::{Eui64, TxStatus};
 use drivers::ratelimit::RateLimiter;
 use tokio::sync::{mpsc, watch};
 
@@ -18,6 +19,7 @@ use super::decode::{decode_downlink, tx_ack};
 use super::scheduler::{Attempt, Step};
 use super::stats::{DownlinkCounters, DownlinkStats, DUTY_CYCLE_REFRESH};
 use crate::guard::{BandUse, SendError, TxGate};
+use crate::interval_stats::{duty_cycle_stats, Emitted, TxStatsHandle};
 use crate::mqtt::Command;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
 
@@ -45,6 +47,7 @@ pub struct DownlinkTask {
     duty_cycle: watch::Sender<Vec<BandUse>>,
     jobs: Option<mpsc::Receiver<TxJob>>,
     client: Option<TxClient>,
+    interval: Option<TxStatsHandle>,
 }
 
 impl DownlinkTask {
@@ -59,7 +62,15 @@ impl DownlinkTask {
             duty_cycle: watch::Sender::new(Vec::new()),
             jobs: None,
             client: None,
+            interval: None,
         }
+    }
+
+    /// Also count every downlink and the duty-cycle use into `interval`, which the pipeline
+    /// reports in each stats interval.
+    pub fn with_interval_stats(mut self, interval: TxStatsHandle) -> DownlinkTask {
+        self.interval = Some(interval);
+        self
     }
 
     /// A handle for other transmitters (beacons): their requests go through this task's
@@ -130,6 +141,9 @@ impl DownlinkTask {
     pub fn refresh_duty_cycle(&mut self) {
         match self.gate.guard().duty_cycle_use(SystemTime::now()) {
             Ok(used) => {
+                if let Some(interval) = &self.interval {
+                    interval.set_duty_cycle(duty_cycle_stats(self.gate.guard().region(), &used));
+                }
                 self.duty_cycle.send_replace(used);
             }
             Err(e) => self.warn("duty_cycle_read", format!("duty-cycle use: {e}")),
@@ -154,6 +168,9 @@ impl DownlinkTask {
                 let ack = super::reject_ack(self.config.gateway, &e)?;
                 let statuses: Vec<gw::TxAckStatus> = ack.items.iter().map(|i| i.status()).collect();
                 self.counters.count_ack(&statuses);
+                if let Some(interval) = &self.interval {
+                    interval.count_downlink(&statuses, None);
+                }
                 self.store_ack(&ack).await;
                 return Some(ack);
             }
@@ -161,10 +178,19 @@ impl DownlinkTask {
         let id = frame.downlink_id;
         let guard = self.gate.guard();
         let mut attempt = Attempt::new(&frame, |eirp| guard.conducted_for_eirp(eirp));
+        let mut emitted = None;
         let statuses = loop {
             match attempt.step() {
                 Step::Send { index, request } => {
+                    let asked = Emitted {
+                        freq_hz: request.freq_hz,
+                        modulation: request.modulation,
+                        invert_iq: request.invert_iq,
+                    };
                     let result = self.gate.send(SystemTime::now(), request).await;
+                    if matches!(result, Ok((TxStatus::Ok, _))) {
+                        emitted = Some(asked);
+                    }
                     if !matches!(result, Err(SendError::Refused(_))) {
                         self.counters.scheduled.fetch_add(1, Ordering::Relaxed);
                     }
@@ -203,6 +229,9 @@ impl DownlinkTask {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.counters.count_ack(&statuses);
+        if let Some(interval) = &self.interval {
+            interval.count_downlink(&statuses, emitted.as_ref());
+        }
         let ack = tx_ack(self.config.gateway, &frame, &statuses);
         self.store_ack(&ack).await;
         Some(ack)

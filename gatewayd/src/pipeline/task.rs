@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::filter::{DropReason, UplinkFilter, Verdict};
-use crate::chirpstack::{self, StatsCounters};
+use crate::chirpstack;
 use crate::config::UplinkConfig;
+use crate::interval_stats::{self, RxInterval, TxStatsHandle};
 use crate::mqtt::topic;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
 use crate::position::{since_gps_epoch, Whereabouts};
@@ -130,7 +131,8 @@ pub struct Pipeline {
     gateway_tx: watch::Sender<Option<Eui64>>,
     whereabouts: Whereabouts,
     counters: Arc<PipelineCounters>,
-    interval: StatsCounters,
+    interval: RxInterval,
+    tx_stats: Option<TxStatsHandle>,
     proprietary: Option<mpsc::Sender<RxFrame>>,
     stores: JoinSet<()>,
     warn_limit: RateLimiter,
@@ -174,7 +176,8 @@ impl Pipeline {
             gateway_tx,
             whereabouts,
             counters: Arc::new(PipelineCounters::default()),
-            interval: StatsCounters::default(),
+            interval: RxInterval::default(),
+            tx_stats: None,
             proprietary,
             stores: JoinSet::new(),
             warn_limit: RateLimiter::new(Duration::from_secs(10)),
@@ -187,6 +190,13 @@ impl Pipeline {
     /// Number forwarded uplinks consecutively and report their store outcomes to `feed`.
     pub fn with_receipts(mut self, feed: ReceiptFeed) -> Pipeline {
         self.receipts = Some(feed);
+        self
+    }
+
+    /// Report what the downlink task counts in `tx_stats` (downlinks, duty cycle) in each
+    /// interval's stats.
+    pub fn with_tx_stats(mut self, tx_stats: TxStatsHandle) -> Pipeline {
+        self.tx_stats = Some(tx_stats);
         self
     }
 
@@ -309,13 +319,10 @@ impl Pipeline {
                 }
             }
             self.counters.received.fetch_add(1, Ordering::Relaxed);
-            self.interval.rx_received += 1;
             if frame.meta.crc == CrcStatus::Ok {
                 self.counters.crc_ok.fetch_add(1, Ordering::Relaxed);
-                self.interval.rx_ok += 1;
             }
-            let freq = u32::try_from(frame.meta.freq_hz).unwrap_or(u32::MAX);
-            *self.interval.rx_per_frequency.entry(freq).or_default() += 1;
+            self.interval.count(&frame.meta);
             match self.filter.classify(now, &frame) {
                 Verdict::Forward(_) => {
                     let uplink_id: u32 = match &mut self.receipts {
@@ -399,11 +406,24 @@ impl Pipeline {
         let Some(gateway) = *self.gateway_tx.borrow() else {
             return;
         };
-        let counters = std::mem::take(&mut self.interval);
+        // This interval ends: its counters go into the message, the next starts at zero.
+        let rx = std::mem::take(&mut self.interval);
+        let (tx, duty_cycle) = self
+            .tx_stats
+            .as_ref()
+            .map(TxStatsHandle::take)
+            .unwrap_or_default();
         let location = self.whereabouts.location();
         let wall = SystemTime::now();
-        let stats =
-            chirpstack::gateway_stats(gateway, wall, &counters, location.as_ref(), HashMap::new());
+        let stats = interval_stats::gateway_stats(
+            gateway,
+            wall,
+            &rx,
+            &tx,
+            duty_cycle,
+            location.as_ref(),
+            HashMap::new(),
+        );
         let msg = NewMessage {
             class: Class::Stats,
             topic: topic(&self.config.topic_prefix, gateway, "event/stats"),

@@ -2,8 +2,8 @@
 //! [`Scheduler`]; at each beacon instant it plans the beacon, asks the transmit task (the
 //! only owner of the regulatory guard, through a [`TxClient`]) for the conducted limit and
 //! sends through the guard; a sent beacon becomes a signed beacon report in the outbox
-//! (class PoC, its deadline as expiry), published on `event/beacon`. Skipped windows are
-//! counted by reason.
+//! (class PoC, its deadline as expiry), published on `poc/beacon` (`[mqtt] poc_topic`).
+//! Skipped windows are counted by reason.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -75,7 +75,7 @@ pub struct BeaconSettings {
     pub region: &'static Region,
     /// The installation (antenna gain, cable loss, sub-band) as the guard knows it.
     pub guard: GuardConfig,
-    /// `{prefix}/gateway/{id}/event/beacon`.
+    /// `{prefix}/gateway/{id}/poc/beacon` by default (`[mqtt] poc_topic`).
     pub topic: String,
 }
 

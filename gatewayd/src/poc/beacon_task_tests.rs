@@ -17,7 +17,7 @@ use crate::poc::verify::{Policy, Verifier};
 use crate::poc::wire::TimeSource;
 use crate::poc::{Kind, SignedReport};
 
-const TOPIC: &str = "eu868/gateway/0102030405060708/event/beacon";
+const TOPIC: &str = "eu868/gateway/0102030405060708/poc/beacon";
 
 struct Rig {
     task: BeaconTask,
@@ -141,7 +141,7 @@ async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
     assert_eq!(c.sent.load(Ordering::Relaxed), 1);
     assert!(c.last_ms.load(Ordering::Relaxed) > 0);
 
-    // In the outbox: class PoC, on event/beacon, expiring with its deadline.
+    // In the outbox: class PoC, on poc/beacon, expiring with its deadline.
     let stored = r.outbox.next(10).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].class, Class::Poc);

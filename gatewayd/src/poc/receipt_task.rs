@@ -1,7 +1,7 @@
 //! The receipt task: takes the pipeline's (uplink id, store outcome) pairs, advances the
 //! chain in uplink-id order ([`ReceiptSequencer`]), keeps the chain state file current, and
 //! every interval signs a data-transfer receipt into the outbox (class PoC, expiring at its
-//! deadline) for `event/receipt`. A restart ends the open period (docs §6.4).
+//! deadline) for `poc/receipt`. A restart ends the open period (docs §6.4).
 //!
 //! Receipts are signed only with a trusted time (GPS, or a local clock the kernel reports
 //! synchronized: [`crate::timesync`]). While there is none, the period is held open (the
@@ -59,7 +59,7 @@ pub struct ReceiptSettings {
     pub interval: Duration,
     /// Deadline after the period end (also the outbox expiry).
     pub validity: Duration,
-    /// `…/event/receipt`.
+    /// `…/poc/receipt` by default (`[mqtt] poc_topic`).
     pub topic: String,
     /// The chain state file.
     pub state_path: PathBuf,
@@ -454,7 +454,7 @@ mod tests {
         let settings = ReceiptSettings {
             interval: Duration::from_millis(100),
             validity: Duration::from_secs(600),
-            topic: "eu868/gateway/0102030405060708/event/receipt".into(),
+            topic: "eu868/gateway/0102030405060708/poc/receipt".into(),
             state_path: path.clone(),
             clock: crate::position::Whereabouts::new(None, None).with_clock_sync(sync.clone()),
         };

@@ -1,6 +1,6 @@
 //! The witness task: proprietary frames the pipeline kept aside are checked for other
 //! hotspots' beacons; each new one becomes a signed witness report stored in the outbox
-//! (class PoC, above uplinks) with its deadline as expiry, published on `event/witness`.
+//! (class PoC, above uplinks) with its deadline as expiry, published on `poc/witness`.
 //! The beacon task tells it the bodies of our own beacons, which are never witnessed.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,7 +36,8 @@ pub struct Daemon {
 }
 
 /// A config for the tests: state in `dir`, GWMP on `udp_port`, MQTT at `mqtt_port`; `gateway`
-/// adds keys to `[gateway]`, `extra` appends tables.
+/// adds keys to `[gateway]` (its `stats_interval_secs` replaces the default 3600), `extra`
+/// appends tables.
 pub fn config_text(
     dir: &Path,
     udp_port: u16,
@@ -58,8 +59,13 @@ pub fn config_text(
         None => ("", extra),
     };
     let extra = trusted_clock(extra);
+    let stats = if gateway.contains("stats_interval_secs") {
+        ""
+    } else {
+        "stats_interval_secs = 3600\n"
+    };
     format!(
-        "[gateway]\n{gateway}\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
+        "[gateway]\n{gateway}\nregion = \"EU868\"\nstate_dir = {state:?}\n{stats}\
          [radio]\nkind = \"semtech_udp\"\n[radio.semtech_udp]\nbind = \"127.0.0.1:{udp_port}\"\n\
          [mqtt]\n{server}topic_prefix = \"eu868\"\n\
          reconnect_min_ms = 100\nreconnect_max_ms = 1000\n\
@@ -67,7 +73,11 @@ pub fn config_text(
         state = dir.join("state").display().to_string(),
         sock = dir.join("status.sock").display().to_string(),
         // Tests run as root in CI: allowed unless the test sets its own [service] keys.
-        service = if service.is_empty() { "allow_root = true\n" } else { service },
+        service = if service.is_empty() {
+            "allow_root = true\n"
+        } else {
+            service
+        },
         extra = extra,
     )
 }

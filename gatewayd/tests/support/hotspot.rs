@@ -24,10 +24,23 @@ impl Hotspot {
         mqtt: u16,
         extra: &str,
     ) -> Hotspot {
+        Hotspot::start_with(id, position, hub, mqtt, 3600, extra)
+    }
+
+    /// [`Hotspot::start`] publishing gateway stats every `stats_interval_secs`.
+    pub fn start_with(
+        id: &'static str,
+        position: &str,
+        hub: std::net::SocketAddr,
+        mqtt: u16,
+        stats_interval_secs: u64,
+        extra: &str,
+    ) -> Hotspot {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("gatewayd.toml");
         let text = format!(
-            "[gateway]\nid = \"{id}\"\nregion = \"EU868\"\nstate_dir = {state:?}\nstats_interval_secs = 3600\n\
+            "[gateway]\nid = \"{id}\"\nregion = \"EU868\"\nstate_dir = {state:?}\n\
+             stats_interval_secs = {stats_interval_secs}\n\
              [radio]\nkind = \"simulated\"\n\
              [radio.simulated]\nhub = \"{hub}\"\n{position}\nantenna_gain_dbi = 0.0\n\
              [mqtt]\nserver = \"tcp://127.0.0.1:{mqtt}\"\ntopic_prefix = \"eu868\"\n\

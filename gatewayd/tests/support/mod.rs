@@ -9,6 +9,7 @@ pub mod broker;
 pub mod daemon;
 pub mod hotspot;
 pub mod mosquitto;
+pub mod network;
 pub mod observe;
 pub mod proxy;
 pub mod publisher;
