@@ -73,7 +73,7 @@ fn keys_generate_show_onboard_and_verify() {
     let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines[0], format!("-:1: valid Onboarding from {address}"));
     assert!(
-        lines[1].starts_with("-:2: INVALID: bad signature"),
+        lines[1].starts_with("-:2: INVALID: BadSignature: bad signature"),
         "{lines:?}"
     );
 
@@ -210,12 +210,58 @@ fn receipts_are_checked_against_an_uplinks_file() {
     assert_eq!(
         verdicts[0],
         format!(
-            "{}:1: INVALID: receipt: hash chain does not match the uplinks: uplink count",
+            "{}:1: INVALID: ReceiptChainMismatch: receipt: hash chain does not match the uplinks: uplink count",
             path("receipts.txt")
         )
     );
     assert!(verdicts[1].contains("valid Receipt"), "{stdout}");
     assert!(verdicts[2].contains("valid ReceiptNewSegment"), "{stdout}");
+
+    // The same with --json: one object per verdict, with the stable names.
+    let out = gatewayd(
+        &[
+            "poc",
+            "verify",
+            "--json",
+            "--at-ms",
+            &at,
+            "--uplinks",
+            &path("missing.txt"),
+            &path("receipts.txt"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let objects: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    let summary: Vec<(u64, bool, &str)> = objects
+        .iter()
+        .map(|o| {
+            assert_eq!(o["file"], path("receipts.txt"));
+            assert_eq!(o["kind"], "Receipt");
+            assert_eq!(o["address"], address.as_str());
+            (
+                o["line"].as_u64().unwrap(),
+                o["valid"].as_bool().unwrap(),
+                o["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, false, "ReceiptChainMismatch"),
+            (2, true, "Receipt"),
+            (3, true, "ReceiptNewSegment")
+        ]
+    );
+    assert_eq!(
+        objects[0]["detail"],
+        "receipt: hash chain does not match the uplinks: uplink count"
+    );
+    assert_eq!(objects[1]["detail"], serde_json::Value::Null);
 
     // A malformed line: a clear error naming the file and the line, no verdicts.
     std::fs::write(

@@ -14,6 +14,7 @@
 //! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
 //! - [`receipt`]: data-transfer receipts and their hash chain.
 //! - [`verify`]: the verifier and its verdicts.
+//! - [`reason`]: why a report is invalid, and the stable names of verdicts.
 //! - [`receipt_verify`]: the verifier's record of each key's receipt chain (links, segments).
 //! - [`commands`]: `gatewayd keys …` and `gatewayd poc verify`.
 //! - [`witness`]: witness detection over received frames, the report of a sent beacon.
@@ -27,6 +28,7 @@ pub mod beacon_task;
 pub mod commands;
 pub mod entropy;
 pub mod identity;
+pub mod reason;
 pub mod receipt;
 pub mod receipt_order;
 pub mod receipt_state;

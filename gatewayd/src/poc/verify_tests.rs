@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::poc::identity::Signer;
-use crate::poc::receipt::{genesis, ReceiptChain};
+use crate::poc::receipt::{genesis, ReceiptChain, ReceiptError};
 use crate::poc::report::{Onboarding, Report};
 use crate::poc::test_support::*;
 use crate::poc::wire::TimeSource;
