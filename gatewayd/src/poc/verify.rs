@@ -37,8 +37,10 @@ pub struct Policy {
     pub freq_tolerance_hz: u64,
     /// GPS-timed witness: largest |rx − tx| beyond the airtime.
     pub gps_time_tolerance: Duration,
-    /// Local-clock witness: how far outside the beacon window it may claim to be.
-    pub local_time_slack: Duration,
+    /// How far after the report's arrival the event it reports may lie (the hotspot's and
+    /// the network's clocks differ). Not applied to a witness's receive time, which must
+    /// lie inside the beacon's window whatever its time source (docs §7).
+    pub arrival_slack: Duration,
     /// Reject beacons whose window's entropy the verifier was not given.
     pub require_entropy: bool,
     /// Shortest beacon window accepted, s (default [`PRODUCTION_MIN_WINDOW_S`]; test
@@ -56,7 +58,7 @@ impl Default for Policy {
             max_witness_gain_dbi: 9.0,
             freq_tolerance_hz: 25_000,
             gps_time_tolerance: Duration::from_secs(2),
-            local_time_slack: Duration::from_secs(60),
+            arrival_slack: Duration::from_secs(60),
             require_entropy: false,
             min_window_s: PRODUCTION_MIN_WINDOW_S,
         }
@@ -176,7 +178,7 @@ impl Verifier {
             Body::Receipt(t) => t.period_end_ms,
             Body::Onboarding(_) => r.created_ms,
         };
-        let slack = self.policy.local_time_slack.as_millis() as u64;
+        let slack = self.policy.arrival_slack.as_millis() as u64;
         if event_ms > received_ms.saturating_add(slack) {
             return Err(Reason::TimeMismatch(format!(
                 "the event at {event_ms} ms is after the report was received at {received_ms} ms"
@@ -378,29 +380,29 @@ impl Verifier {
         Ok(Kind::Witness)
     }
 
+    /// The receive time lies inside the beacon's window `[start, end)`, whatever its source
+    /// (no slack: the beacon instant keeps 1 s from both edges, §4, which absorbs an honest
+    /// witness's clock error and delivery delay); a GPS time also lies within
+    /// ±(`gps_time_tolerance` + airtime) of the beacon's `tx_time`.
     fn witness_time(&self, w: &WitnessReport, known: &KnownBeacon) -> Result<(), Reason> {
+        let win = known.report.window;
+        if !win.contains_ms(w.rx_time_ms) {
+            return Err(Reason::TimeMismatch(format!(
+                "rx time {} ms is outside the beacon's window {} [{}, {})",
+                w.rx_time_ms,
+                win.id,
+                win.start_ms(),
+                win.end_ms()
+            )));
+        }
         let tx = known.report.tx_time_ms;
-        match w.time_source {
-            super::wire::TimeSource::Gps => {
-                let tol = (self.policy.gps_time_tolerance + known.airtime).as_millis() as u64;
-                if w.rx_time_ms.abs_diff(tx) > tol {
-                    return Err(Reason::TimeMismatch(format!(
-                        "GPS rx time {} ms is more than {tol} ms from the beacon's {tx} ms",
-                        w.rx_time_ms
-                    )));
-                }
-            }
-            super::wire::TimeSource::Local => {
-                let win = known.report.window;
-                let slack = self.policy.local_time_slack.as_millis() as u64;
-                if w.rx_time_ms.saturating_add(slack) < win.start_ms()
-                    || w.rx_time_ms > win.end_ms().saturating_add(slack)
-                {
-                    return Err(Reason::TimeMismatch(format!(
-                        "rx time {} ms is outside the beacon's window {}",
-                        w.rx_time_ms, win.id
-                    )));
-                }
+        if w.time_source == super::wire::TimeSource::Gps {
+            let tol = (self.policy.gps_time_tolerance + known.airtime).as_millis() as u64;
+            if w.rx_time_ms.abs_diff(tx) > tol {
+                return Err(Reason::TimeMismatch(format!(
+                    "GPS rx time {} ms is more than {tol} ms from the beacon's {tx} ms",
+                    w.rx_time_ms
+                )));
             }
         }
         Ok(())
