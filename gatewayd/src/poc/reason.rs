@@ -78,7 +78,7 @@ pub enum Reason {
         expected: u8,
     },
     /// The claimed EIRP exceeds the region's limit.
-    #[error("claimed EIRP {eirp_dbm:.1} dBm is above the limit {limit_dbm:.1} dBm")]
+    #[error("claimed EIRP {eirp_dbm:.2} dBm is above the limit {limit_dbm:.2} dBm")]
     PowerAboveLimit {
         /// Claimed EIRP.
         eirp_dbm: f64,

@@ -12,6 +12,7 @@ use super::identity::PublicKey;
 use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
 use super::wire::Position;
+use crate::region::Region;
 
 /// Speed of light, m/s.
 const C: f64 = 299_792_458.0;
@@ -282,13 +283,15 @@ impl Verifier {
                 expected: plan.dr,
             });
         }
-        let eirp = claimed_eirp(b);
-        let limit = f64::from(b.region.max_eirp_dbm(plan.freq_hz).unwrap_or(f32::MIN));
-        if eirp > limit + 0.05 {
-            return Err(Reason::PowerAboveLimit {
-                eirp_dbm: eirp,
-                limit_dbm: limit,
-            });
+        let eirp = claimed_eirp_cdb(b);
+        match eirp_limit_cdb(b.region, plan.freq_hz) {
+            Some(limit) if eirp <= limit => {}
+            limit => {
+                return Err(Reason::PowerAboveLimit {
+                    eirp_dbm: f64::from(eirp) / 100.0,
+                    limit_dbm: limit.map_or(f64::NEG_INFINITY, |l| f64::from(l) / 100.0),
+                })
+            }
         }
         if b.location.is_none() {
             return Err(Reason::NoLocation);
@@ -416,8 +419,8 @@ impl Verifier {
         bl: &Position,
         wl: &Position,
     ) -> f64 {
-        let limit = f64::from(b.region.max_eirp_dbm(u64::from(b.freq_hz)).unwrap_or(0.0));
-        let eirp = claimed_eirp(b).min(limit);
+        let limit = eirp_limit_cdb(b.region, u64::from(b.freq_hz)).unwrap_or(0);
+        let eirp = f64::from(claimed_eirp_cdb(b).min(limit)) / 100.0;
         let gain = (f64::from(w.antenna_gain_ddbi) / 10.0).min(self.policy.max_witness_gain_dbi);
         eirp + gain - fspl_db(bl.distance_m(wl), f64::from(b.freq_hz)) + self.policy.rssi_margin_db
     }
@@ -425,8 +428,21 @@ impl Verifier {
 
 /// The beaconer's claimed EIRP: conducted power + antenna gain − cable loss, dBm.
 pub fn claimed_eirp(b: &BeaconReport) -> f64 {
-    f64::from(b.power_dbm) + f64::from(b.antenna_gain_ddbi) / 10.0
-        - f64::from(b.cable_loss_ddb) / 10.0
+    f64::from(claimed_eirp_cdb(b)) / 100.0
+}
+
+/// The claimed EIRP in 0.01 dB, exactly: 100·power + 10·gain − 10·loss (§7.3).
+pub fn claimed_eirp_cdb(b: &BeaconReport) -> i32 {
+    100 * i32::from(b.power_dbm) + 10 * i32::from(b.antenna_gain_ddbi)
+        - 10 * i32::from(b.cable_loss_ddb)
+}
+
+/// The region's EIRP limit at `freq_hz` in 0.01 dB (the table of §7.3: every limit has at
+/// most two decimals), from the first band that contains `freq_hz`; `None` outside them.
+pub fn eirp_limit_cdb(region: &Region, freq_hz: u64) -> Option<i32> {
+    region
+        .max_eirp_dbm(freq_hz)
+        .map(|dbm| (f64::from(dbm) * 100.0).round() as i32)
 }
 
 /// Free-space path loss in dB at `distance_m` and `freq_hz` (distance floored at 1 m).

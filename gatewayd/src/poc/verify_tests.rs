@@ -125,6 +125,41 @@ fn recomputed_frequency_and_dr_must_match() {
 }
 
 #[test]
+fn claimed_eirp_is_compared_exactly_in_hundredths_of_a_db() {
+    // Every limit in the region tables has at most two decimals, so 0.01 dB is exact.
+    for r in crate::region::REGIONS {
+        for band in r.bands {
+            let cdb = f64::from(band.max_eirp_dbm) * 100.0;
+            assert!((cdb - cdb.round()).abs() < 1e-3, "{} {}", r.name, band.name);
+        }
+    }
+    // EU868 at the beacon's frequency: 16.15 dBm. 14 dBm + 2.1 dBi − 0 = 16.10 passes,
+    // + 2.2 dBi = 16.20 fails, also when reached as 14 + 3.3 − 1.1.
+    let b = SeedSigner::new(1);
+    let at = |gain: i16, loss: u16| {
+        let mut rep = beacon(&b);
+        rep.antenna_gain_ddbi = gain;
+        rep.cable_loss_ddb = loss;
+        let r = signed(&b, Body::Beacon(rep), tx_time_ms() + 1000);
+        Verifier::new(Policy::default()).verify(r.bytes(), now())
+    };
+    assert_eq!(eirp_limit_cdb(eu868(), 868_100_000), Some(1615));
+    assert_eq!(at(21, 0), Ok(Kind::Beacon));
+    assert_eq!(at(32, 11), Ok(Kind::Beacon));
+    for (gain, loss) in [(22, 0), (33, 11)] {
+        assert_eq!(
+            at(gain, loss),
+            Err(Reason::PowerAboveLimit {
+                eirp_dbm: 16.2,
+                limit_dbm: 16.15
+            })
+        );
+    }
+    // Outside every band there is no limit to be under.
+    assert_eq!(eirp_limit_cdb(eu868(), 900_000_000), None);
+}
+
+#[test]
 fn wrong_key_fails() {
     let b = SeedSigner::new(1);
     let impostor = SeedSigner::new(9);
