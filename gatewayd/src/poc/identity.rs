@@ -1,9 +1,9 @@
 //! The hotspot's Ed25519 identity: a PKCS#8 key file (mode 0600) behind the [`Signer`]
 //! trait, so that a secure element can replace the file without touching the codecs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
@@ -130,11 +130,7 @@ impl KeyFileSigner {
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
         let _ = std::fs::remove_file(&tmp);
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
+        let written = super::private::create_new(&tmp)
             .and_then(|mut file| {
                 file.write_all(doc.as_ref())?;
                 file.sync_all()
@@ -221,7 +217,8 @@ impl Signer for KeyFileSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
     #[test]
     fn created_with_mode_0600_and_reloaded_with_the_same_key() {

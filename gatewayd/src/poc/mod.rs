@@ -9,6 +9,7 @@
 //! [`beacon::plan`] → `BeaconPlan::tx_request` → `TxGate::send` → [`report::Report::sign`].
 //!
 //! - [`identity`]: [`identity::Signer`], key file (PKCS#8, mode 0600), hotspot address.
+//! - [`private`]: state files created 0600 whatever the umask.
 //! - [`entropy`]: the `command/poc_entropy` payload and the per-window entropy book.
 //! - [`beacon`]: windows, payload derivation, frequency/DR choice, the on-air frame.
 //! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
@@ -28,6 +29,7 @@ pub mod beacon_task;
 pub mod commands;
 pub mod entropy;
 pub mod identity;
+pub mod private;
 pub mod reason;
 pub mod receipt;
 pub mod receipt_order;
