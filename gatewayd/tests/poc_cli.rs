@@ -99,6 +99,40 @@ fn world_readable_key_is_refused_with_its_name() {
     assert!(err.contains("id.pk8") && err.contains("0644"), "{err}");
 }
 
+#[test]
+fn damaged_key_is_explained_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.pk8");
+    let key_s = key.to_str().unwrap();
+    assert!(gatewayd(&["keys", "generate", "--out", key_s], None)
+        .status
+        .success());
+    // Cut short (as by a full disk or a bad copy); the mode stays 0600.
+    let bytes = std::fs::read(&key).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&key)
+        .unwrap()
+        .set_len(40)
+        .unwrap();
+    let out = gatewayd(&["keys", "show", "--key", key_s], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for part in [
+        &format!("key file {key_s} is not a valid Ed25519 key (PKCS#8, DER)"),
+        "it is 40 bytes where its DER header announces 83",
+        "it is truncated",
+        "Restore it from a backup",
+        &format!("mv {key_s} {key_s}.damaged"),
+        "new identity",
+    ] {
+        assert!(err.contains(part), "{part:?} not in {err}");
+    }
+    assert!(!err.contains("InvalidEncoding"), "{err}");
+    // Nothing was changed: the damaged file is still there as it was.
+    assert_eq!(std::fs::read(&key).unwrap(), bytes[..40]);
+}
+
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
