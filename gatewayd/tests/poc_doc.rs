@@ -1,9 +1,19 @@
 //! docs/proof-of-coverage.md against the code, so that the two cannot drift: its generated
-//! parts (the EIRP table of §7.3) are what the code gives byte for byte, its verdict names
-//! (§7.2) are the code's and its usage line (§7.1) lists every option of
-//! `gatewayd poc verify`. With `GATEWAYD_BLESS_DOCS=1` the generated parts are rewritten
-//! from the code instead of compared (review the diff before committing it).
+//! parts (the EIRP table of §7.3, the test vectors of §10 and their files in
+//! docs/poc-vectors/) are what the code gives byte for byte, its verdict names (§7.2) are
+//! the code's, its usage line (§7.1) lists every option of `gatewayd poc verify`, and the
+//! real binary gives the vectors the verdicts the doc says. With `GATEWAYD_BLESS_DOCS=1` the
+//! generated parts are rewritten from the code instead of compared (review the diff before
+//! committing it).
 
+#[path = "poc_doc/layout.rs"]
+mod layout;
+#[path = "poc_doc/vectors.rs"]
+mod vectors;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use clap::CommandFactory;
@@ -12,6 +22,8 @@ use gatewayd::poc::verify::eirp_limit_cdb;
 use gatewayd::region::REGIONS;
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/proof-of-coverage.md");
+/// The vectors' files.
+const VECTORS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/poc-vectors");
 
 /// One reader or writer of the doc at a time (tests run in parallel, and may bless).
 static BLESS: Mutex<()> = Mutex::new(());
@@ -149,4 +161,137 @@ fn usage_line_lists_every_option() {
         .map(str::to_owned)
         .collect();
     assert_eq!(documented, options, "usage line of §7.1:\n{usage}");
+}
+
+/// The file `name` in docs/poc-vectors equals `want` (or is written when blessing).
+fn check_vector_file(name: &str, want: &str) {
+    let path = Path::new(VECTORS_DIR).join(name);
+    if std::env::var_os("GATEWAYD_BLESS_DOCS").is_some() {
+        std::fs::create_dir_all(VECTORS_DIR).unwrap();
+        std::fs::write(&path, want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        have == want,
+        "{} is not what the code gives ({}); rerun with GATEWAYD_BLESS_DOCS=1",
+        path.display(),
+        first_difference(&have, want)
+    );
+}
+
+#[test]
+fn test_vectors_are_what_the_code_gives() {
+    let v = vectors::build();
+    check_generated("vectors", &v.doc);
+    check_vector_file("reports.txt", &v.reports_txt);
+    check_vector_file("uplinks.txt", &v.uplinks_txt);
+    check_vector_file("verdicts.txt", &v.verdicts_txt);
+    assert_eq!(v.expected.len(), 12);
+}
+
+fn gatewayd(dir: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The command of §10.8 as the doc writes it, without the leading `gatewayd`.
+fn documented_command() -> Vec<String> {
+    let doc = doc();
+    let s108 = &doc[doc.find("### 10.8").expect("§10.8")..];
+    let line = s108
+        .lines()
+        .find(|l| l.starts_with("gatewayd poc verify"))
+        .expect("the command in §10.8");
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
+}
+
+/// `verdicts.txt` as committed: (line of reports.txt, verdict name).
+fn expected_verdicts() -> Vec<(u64, String)> {
+    std::fs::read_to_string(Path::new(VECTORS_DIR).join("verdicts.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (line, name) = l.split_once(' ').unwrap();
+            (line.parse().unwrap(), name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_doc_vectors_get_their_verdicts_from_gatewayd_poc_verify() {
+    let args = documented_command();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let expected = expected_verdicts();
+    assert_eq!(expected.len(), 12);
+    assert!(expected.iter().any(|(_, v)| v == "Witness"));
+
+    let out = gatewayd(VECTORS_DIR, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stdout}");
+    let valid = [
+        "Onboarding",
+        "Beacon",
+        "Witness",
+        "Receipt",
+        "ReceiptNewSegment",
+    ];
+    for (got, (line, name)) in lines.iter().zip(&expected) {
+        let want = if valid.contains(&name.as_str()) {
+            format!("reports.txt:{line}: valid {name} from ")
+        } else {
+            format!("reports.txt:{line}: INVALID: {name}: ")
+        };
+        assert!(got.starts_with(&want), "{got:?} is not {want:?}…\n{stdout}");
+    }
+
+    let json = gatewayd(VECTORS_DIR, &[&args[..], &["--json"]].concat());
+    let verdicts: Vec<(u64, String)> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| {
+            let o: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(o["file"], "reports.txt");
+            (
+                o["line"].as_u64().unwrap(),
+                o["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts, expected);
+}
+
+#[test]
+fn the_doc_key_file_reads_with_gatewayd_keys_show() {
+    let (pk8, address) = vectors::build().key_a;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.pk8");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &pk8))
+        .unwrap();
+    let out = gatewayd(
+        dir.path().to_str().unwrap(),
+        &["keys", "show", "--key", "identity.pk8"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("public key: {address}")),
+        "{stdout}"
+    );
+    assert_eq!(address, vectors::RFC8032[0].1);
 }
