@@ -101,6 +101,10 @@ pub enum PocCommand {
         /// Verify as if received at this Unix time in ms (default: now).
         #[arg(long)]
         at_ms: Option<u64>,
+        /// Print one JSON object per verdict and line instead of text (schema in
+        /// docs/proof-of-coverage.md §7.1).
+        #[arg(long)]
+        json: bool,
     },
 }
 

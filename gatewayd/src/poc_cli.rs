@@ -63,6 +63,7 @@ pub fn poc(command: PocCommand) -> ExitCode {
         min_window_secs,
         uplinks,
         at_ms,
+        json,
     } = command;
     let mut received = commands::ReceivedUplinks::default();
     for f in &uplinks {
@@ -106,6 +107,11 @@ pub fn poc(command: PocCommand) -> ExitCode {
         received,
         policy,
         at,
+        if json {
+            commands::Format::Json
+        } else {
+            commands::Format::Text
+        },
         &mut std::io::stdout(),
     ) {
         Ok(0) => ExitCode::SUCCESS,

@@ -73,7 +73,7 @@ fn keys_generate_show_onboard_and_verify() {
     let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines[0], format!("-:1: valid Onboarding from {address}"));
     assert!(
-        lines[1].starts_with("-:2: INVALID: bad signature"),
+        lines[1].starts_with("-:2: INVALID: BadSignature: bad signature"),
         "{lines:?}"
     );
 
@@ -97,6 +97,40 @@ fn world_readable_key_is_refused_with_its_name() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("id.pk8") && err.contains("0644"), "{err}");
+}
+
+#[test]
+fn damaged_key_is_explained_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.pk8");
+    let key_s = key.to_str().unwrap();
+    assert!(gatewayd(&["keys", "generate", "--out", key_s], None)
+        .status
+        .success());
+    // Cut short (as by a full disk or a bad copy); the mode stays 0600.
+    let bytes = std::fs::read(&key).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&key)
+        .unwrap()
+        .set_len(40)
+        .unwrap();
+    let out = gatewayd(&["keys", "show", "--key", key_s], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for part in [
+        &format!("key file {key_s} is not a valid Ed25519 key (PKCS#8, DER)"),
+        "it is 40 bytes where its DER header announces 83",
+        "it is truncated",
+        "Restore it from a backup",
+        &format!("mv {key_s} {key_s}.damaged"),
+        "new identity",
+    ] {
+        assert!(err.contains(part), "{part:?} not in {err}");
+    }
+    assert!(!err.contains("InvalidEncoding"), "{err}");
+    // Nothing was changed: the damaged file is still there as it was.
+    assert_eq!(std::fs::read(&key).unwrap(), bytes[..40]);
 }
 
 fn hex_of(s: &str) -> String {
@@ -210,12 +244,58 @@ fn receipts_are_checked_against_an_uplinks_file() {
     assert_eq!(
         verdicts[0],
         format!(
-            "{}:1: INVALID: receipt: hash chain does not match the uplinks: uplink count",
+            "{}:1: INVALID: ReceiptChainMismatch: receipt: hash chain does not match the uplinks: uplink count",
             path("receipts.txt")
         )
     );
     assert!(verdicts[1].contains("valid Receipt"), "{stdout}");
     assert!(verdicts[2].contains("valid ReceiptNewSegment"), "{stdout}");
+
+    // The same with --json: one object per verdict, with the stable names.
+    let out = gatewayd(
+        &[
+            "poc",
+            "verify",
+            "--json",
+            "--at-ms",
+            &at,
+            "--uplinks",
+            &path("missing.txt"),
+            &path("receipts.txt"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let objects: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    let summary: Vec<(u64, bool, &str)> = objects
+        .iter()
+        .map(|o| {
+            assert_eq!(o["file"], path("receipts.txt"));
+            assert_eq!(o["kind"], "Receipt");
+            assert_eq!(o["address"], address.as_str());
+            (
+                o["line"].as_u64().unwrap(),
+                o["valid"].as_bool().unwrap(),
+                o["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, false, "ReceiptChainMismatch"),
+            (2, true, "Receipt"),
+            (3, true, "ReceiptNewSegment")
+        ]
+    );
+    assert_eq!(
+        objects[0]["detail"],
+        "receipt: hash chain does not match the uplinks: uplink count"
+    );
+    assert_eq!(objects[1]["detail"], serde_json::Value::Null);
 
     // A malformed line: a clear error naming the file and the line, no verdicts.
     std::fs::write(

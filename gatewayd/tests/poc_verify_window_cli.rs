@@ -92,7 +92,7 @@ fn short_windows_need_the_test_network_minimum() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.starts_with(
-            "-:1: INVALID: window of 10 s is shorter than this verifier's minimum of 3600 s"
+            "-:1: INVALID: WindowTooShort: window of 10 s is shorter than this verifier's minimum of 3600 s"
         ),
         "{stdout}"
     );

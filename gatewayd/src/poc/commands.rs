@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::beacon::Window;
 use super::identity::{IdentityError, KeyFileSigner, PublicKey, Signer, KEY_FILE_NAME};
+use super::reason::verdict_name;
 use super::report::{valid_owner, Body, Onboarding, Report, SignedReport};
 use super::verify::{Policy, Reason, Uplink, Verifier};
 use super::wire::{decode_text, from_hex};
@@ -156,16 +157,26 @@ pub fn parse_uplinks(
     Ok(())
 }
 
+/// How `poc verify` prints its verdicts (docs §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `FILE:LINE: valid NAME from ADDRESS` or `FILE:LINE: INVALID: NAME: detail`.
+    Text,
+    /// One JSON object per line and verdict (`--json`).
+    Json,
+}
+
 /// `poc verify`: verify every report line of `inputs` (hex or base64, blank lines and
-/// `#` comments skipped) as one batch received at `at_ms`; print one verdict per report.
-/// With `uplinks`, every receipt is also checked against the uplinks it covers.
-/// Returns the number of invalid reports.
+/// `#` comments skipped) as one batch received at `at_ms`; print one verdict per report
+/// in `format`. With `uplinks`, every receipt is also checked against the uplinks it
+/// covers. Returns the number of invalid reports.
 pub fn verify(
     inputs: Vec<Input>,
     entropy: &[(Window, [u8; 32])],
     uplinks: Option<&ReceivedUplinks>,
     policy: Policy,
     at_ms: u64,
+    format: Format,
     out: &mut dyn Write,
 ) -> std::io::Result<usize> {
     let mut labels = Vec::new();
@@ -177,7 +188,7 @@ pub fn verify(
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            labels.push(format!("{}:{}", input.name, i + 1));
+            labels.push((input.name.clone(), i + 1));
             decoded.push(decode_text(t));
         }
     }
@@ -203,24 +214,37 @@ pub fn verify(
     }
     let mut verdicts = v.verify_batch(&ok, at_ms).into_iter();
     let mut invalid = 0;
-    for (label, d) in labels.iter().zip(&decoded) {
-        let verdict = match d {
-            Ok(bytes) => {
-                let key = SignedReport::decode(bytes)
-                    .map(|r| r.report.key.address())
-                    .unwrap_or_default();
-                verdicts
-                    .next()
-                    .unwrap_or(Err(Reason::Replayed))
-                    .map(|k| (k, key))
-            }
-            Err(e) => Err(Reason::Malformed(e.clone())),
+    for ((file, line), d) in labels.iter().zip(&decoded) {
+        let (report, verdict) = match d {
+            Ok(bytes) => (
+                SignedReport::decode(bytes).ok().map(|r| r.report),
+                verdicts.next().unwrap_or(Err(Reason::Replayed)),
+            ),
+            Err(e) => (None, Err(Reason::Malformed(e.clone()))),
         };
-        match verdict {
-            Ok((kind, key)) => writeln!(out, "{label}: valid {kind:?} from {key}")?,
-            Err(reason) => {
-                invalid += 1;
-                writeln!(out, "{label}: INVALID: {reason}")?
+        invalid += usize::from(verdict.is_err());
+        let name = verdict_name(&verdict);
+        let address = report.as_ref().map(|r| r.key.address());
+        match format {
+            Format::Text => match &verdict {
+                Ok(_) => writeln!(
+                    out,
+                    "{file}:{line}: valid {name} from {}",
+                    address.unwrap_or_default()
+                )?,
+                Err(reason) => writeln!(out, "{file}:{line}: INVALID: {name}: {reason}")?,
+            },
+            Format::Json => {
+                let object = serde_json::json!({
+                    "file": file,
+                    "line": line,
+                    "valid": verdict.is_ok(),
+                    "verdict": name,
+                    "kind": report.as_ref().map(|r| verdict_name(&Ok(r.kind()))),
+                    "address": address,
+                    "detail": verdict.as_ref().err().map(ToString::to_string),
+                });
+                writeln!(out, "{object}")?
             }
         }
     }
@@ -259,6 +283,7 @@ mod tests {
             None,
             Policy::default(),
             tx_time_ms() + 5000,
+            Format::Text,
             &mut out,
         )
         .unwrap();
@@ -270,12 +295,62 @@ mod tests {
             "{out}"
         );
         assert!(lines[1].starts_with("r.txt:4: valid Beacon from "), "{out}");
-        assert!(lines[2].starts_with("r.txt:5: INVALID: malformed"), "{out}");
+        assert!(
+            lines[2].starts_with("r.txt:5: INVALID: Malformed: malformed"),
+            "{out}"
+        );
         assert_eq!(
             lines[3],
-            "r.txt:6: INVALID: replayed: the same report was already received"
+            "r.txt:6: INVALID: Replayed: replayed: the same report was already received"
         );
         assert_eq!(bad, 2);
+    }
+
+    #[test]
+    fn verify_json_gives_one_object_per_verdict() {
+        let b = SeedSigner::new(1);
+        let w = SeedSigner::new(2);
+        let beacon_r = signed(&b, Body::Beacon(beacon(&b)), tx_time_ms() + 1000);
+        let mut late = witness(&b);
+        late.time_source = crate::poc::wire::TimeSource::Local;
+        late.rx_time_ms = WINDOW.start_ms() - 120_000;
+        let late_r = signed(&w, Body::Witness(late), tx_time_ms() + 2000);
+        let text = format!("{}\n# c\n{}\nzz\n", beacon_r.to_hex(), late_r.to_hex());
+        let mut out = Vec::new();
+        let bad = verify(
+            input(text),
+            &[(WINDOW, ENTROPY)],
+            None,
+            Policy::default(),
+            tx_time_ms() + 5000,
+            Format::Json,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(bad, 2);
+        let objects: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            objects[0],
+            serde_json::json!({
+                "file": "r.txt", "line": 1, "valid": true, "verdict": "Beacon",
+                "kind": "Beacon", "address": b.public_key().address(), "detail": null,
+            })
+        );
+        assert_eq!(objects[1]["line"], 3);
+        assert_eq!(objects[1]["valid"], false);
+        assert_eq!(objects[1]["verdict"], "TimeMismatch");
+        assert_eq!(objects[1]["kind"], "Witness");
+        assert_eq!(objects[1]["address"], w.public_key().address());
+        let detail = objects[1]["detail"].as_str().unwrap();
+        assert!(detail.contains("outside the beacon's window"), "{detail}");
+        assert_eq!(objects[2]["verdict"], "Malformed");
+        assert_eq!(objects[2]["kind"], serde_json::Value::Null);
+        assert_eq!(objects[2]["address"], serde_json::Value::Null);
+        assert_eq!(objects.len(), 3);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The hotspot's Ed25519 identity: a PKCS#8 key file (mode 0600) behind the [`Signer`]
 //! trait, so that a secure element can replace the file without touching the codecs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
@@ -81,7 +81,13 @@ pub enum IdentityError {
         mode: u32,
     },
     /// The file is not an Ed25519 PKCS#8 document.
-    #[error("key file {path} is not an Ed25519 PKCS#8 key: {why}")]
+    #[error(
+        "key file {path} is not a valid Ed25519 key (PKCS#8, DER): {why}. \
+         Restore it from a backup of this hotspot's key. Without a backup, move it aside \
+         (mv {path} {path}.damaged) and start gatewayd again: it creates a new key, and the \
+         hotspot then has a new identity (a new address to onboard; reports and receipts \
+         of the old key do not carry over to it)"
+    )]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -130,11 +136,7 @@ impl KeyFileSigner {
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
         let _ = std::fs::remove_file(&tmp);
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
+        let written = super::private::create_new(&tmp)
             .and_then(|mut file| {
                 file.write_all(doc.as_ref())?;
                 file.sync_all()
@@ -174,7 +176,10 @@ impl KeyFileSigner {
         if meta.len() > MAX_KEY_FILE {
             return Err(IdentityError::Malformed {
                 path: path.to_owned(),
-                why: format!("{} bytes is far too long for a key", meta.len()),
+                why: format!(
+                    "it is {} bytes, far too long for a key (an Ed25519 key file is {V2_LEN})",
+                    meta.len()
+                ),
             });
         }
         let mut bytes = Vec::new();
@@ -188,7 +193,7 @@ impl KeyFileSigner {
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).map_err(|e| {
             IdentityError::Malformed {
                 path: path.to_owned(),
-                why: e.to_string(),
+                why: what_is_wrong(bytes, &e.to_string()),
             }
         })?;
         Ok(KeyFileSigner {
@@ -200,6 +205,58 @@ impl KeyFileSigner {
     /// The key file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Length of the PKCS#8 v2 document `ring` writes (with the public key).
+const V2_LEN: usize = 83;
+/// Length of a PKCS#8 v1 document (no public key, as `openssl genpkey` writes it).
+const V1_LEN: usize = 48;
+
+/// What is wrong with the key file `bytes` that `ring` rejected with `rejected`, in words.
+fn what_is_wrong(bytes: &[u8], rejected: &str) -> String {
+    let len = bytes.len();
+    if len == 0 {
+        return "the file is empty (0 bytes)".into();
+    }
+    if bytes.starts_with(b"-----BEGIN") {
+        return "it is PEM text; gatewayd reads the binary DER form \
+                (`openssl pkey -in FILE -outform DER -out identity.pk8` converts it)"
+            .into();
+    }
+    if bytes[0] != 0x30 {
+        return format!(
+            "it does not start like a DER document (first byte 0x{:02x}, not 0x30): it is not \
+             a key file",
+            bytes[0]
+        );
+    }
+    // Short-form DER length: the whole document is 2 + bytes[1] long.
+    let short_len = bytes.get(1).copied().unwrap_or(0);
+    let declared = usize::from(short_len) + 2;
+    if short_len < 0x80 && declared != len {
+        let what = if len < declared {
+            "truncated"
+        } else {
+            "followed by other data"
+        };
+        let plural = if len == 1 { "" } else { "s" };
+        return format!(
+            "it is {len} byte{plural} where its DER header announces {declared} \
+             (an Ed25519 key file is {V2_LEN}, or {V1_LEN} without its public key): it is {what}"
+        );
+    }
+    match rejected {
+        "WrongAlgorithm" => "it holds a key of another algorithm, not Ed25519".into(),
+        "InconsistentComponents" => {
+            "its public key does not belong to its private key: the file is corrupted".into()
+        }
+        "VersionNotSupported" => "its PKCS#8 version is not one gatewayd reads (1 or 2)".into(),
+        "InvalidEncoding" => format!(
+            "its {len} bytes are not a well-formed PKCS#8 document of an Ed25519 key \
+             (corrupted, or another kind of file)"
+        ),
+        other => format!("the Ed25519 key reader rejected it ({other})"),
     }
 }
 
@@ -221,7 +278,8 @@ impl Signer for KeyFileSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
     #[test]
     fn created_with_mode_0600_and_reloaded_with_the_same_key() {
@@ -262,6 +320,102 @@ mod tests {
             assert!(matches!(err, IdentityError::Permissions { .. }), "{err}");
             let msg = err.to_string();
             assert!(msg.contains("k.pk8") && msg.contains("chmod 600"), "{msg}");
+        }
+    }
+
+    /// A valid key file's bytes.
+    fn key_bytes(dir: &Path) -> Vec<u8> {
+        let path = dir.join("good.pk8");
+        KeyFileSigner::generate(&path).unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_described_in_words_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = key_bytes(dir.path());
+        assert_eq!(good.len(), V2_LEN);
+        let changed = |at: usize, to: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + to.len()].copy_from_slice(to);
+            b
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("empty", vec![], "the file is empty (0 bytes)"),
+            (
+                "one-byte",
+                vec![0x30],
+                "it is 1 byte where its DER header announces 2",
+            ),
+            (
+                "truncated",
+                good[..40].to_vec(),
+                "it is 40 bytes where its DER header announces 83 (an Ed25519 key file is 83, \
+                 or 48 without its public key): it is truncated",
+            ),
+            (
+                "one-byte-short",
+                good[..82].to_vec(),
+                "it is 82 bytes where its DER header announces 83",
+            ),
+            (
+                "extra-bytes",
+                [&good[..], b"\n"].concat(),
+                "it is 84 bytes where its DER header announces 83 (an Ed25519 key file is 83, \
+                 or 48 without its public key): it is followed by other data",
+            ),
+            ("text", b"not a key".to_vec(), "first byte 0x6e, not 0x30"),
+            (
+                "PEM",
+                b"-----BEGIN PRIVATE KEY-----\nMC4CAQAw...\n".to_vec(),
+                "it is PEM text",
+            ),
+            // The algorithm OID 1.3.101.112 (Ed25519) made 1.3.101.110 (X25519).
+            (
+                "X25519",
+                changed(9, &[0x2b, 0x65, 0x6e]),
+                "another algorithm, not Ed25519",
+            ),
+            // The last byte of the public key.
+            (
+                "public-key",
+                changed(82, &[good[82] ^ 1]),
+                "its public key does not belong to its private key",
+            ),
+            // The PKCS#8 version INTEGER made a BIT STRING.
+            (
+                "structure",
+                changed(2, &[0x03]),
+                "its 83 bytes are not a well-formed PKCS#8 document",
+            ),
+        ];
+        for (name, bytes, why) in cases {
+            let path = dir.path().join(format!("{name}.pk8"));
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .unwrap()
+                .write_all(&bytes)
+                .unwrap();
+            let err = KeyFileSigner::load(&path).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, IdentityError::Malformed { .. }),
+                "{name}: {msg}"
+            );
+            let p = path.display();
+            for part in [
+                &format!("key file {p} is not a valid Ed25519 key (PKCS#8, DER): "),
+                why,
+                "Restore it from a backup",
+                &format!("mv {p} {p}.damaged"),
+                "new identity",
+            ] {
+                assert!(msg.contains(part), "{name}: {part:?} not in {msg}");
+            }
+            assert!(!msg.contains("InvalidEncoding"), "{name}: {msg}");
         }
     }
 

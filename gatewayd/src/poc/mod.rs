@@ -9,11 +9,13 @@
 //! [`beacon::plan`] → `BeaconPlan::tx_request` → `TxGate::send` → [`report::Report::sign`].
 //!
 //! - [`identity`]: [`identity::Signer`], key file (PKCS#8, mode 0600), hotspot address.
+//! - [`private`]: state files created 0600 whatever the umask.
 //! - [`entropy`]: the `command/poc_entropy` payload and the per-window entropy book.
 //! - [`beacon`]: windows, payload derivation, frequency/DR choice, the on-air frame.
 //! - [`report`]: the envelope, beacon/witness reports, onboarding statements.
 //! - [`receipt`]: data-transfer receipts and their hash chain.
 //! - [`verify`]: the verifier and its verdicts.
+//! - [`reason`]: why a report is invalid, and the stable names of verdicts.
 //! - [`receipt_verify`]: the verifier's record of each key's receipt chain (links, segments).
 //! - [`commands`]: `gatewayd keys …` and `gatewayd poc verify`.
 //! - [`witness`]: witness detection over received frames, the report of a sent beacon.
@@ -27,6 +29,8 @@ pub mod beacon_task;
 pub mod commands;
 pub mod entropy;
 pub mod identity;
+pub mod private;
+pub mod reason;
 pub mod receipt;
 pub mod receipt_order;
 pub mod receipt_state;

@@ -1,6 +1,7 @@
 //! The receipt chain's state file (`receipts.state` in the state directory): the key it
 //! belongs to, the next uplink id and the open period, so that consecutive receipts link up
-//! across restarts (docs/proof-of-coverage.md §6.4). Written atomically (temp file + rename).
+//! across restarts (docs/proof-of-coverage.md §6.4). Written atomically (temp file + rename),
+//! mode 0600 whatever the umask.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -145,7 +146,10 @@ pub fn save(path: &Path, state: &ReceiptState, sync: bool) -> Result<(), StateEr
         source,
     };
     let tmp = path.with_extension("state.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    // A new file every time (a temp file left by a crash is replaced), mode 0600 whatever
+    // the umask: the chain's state is the daemon's alone.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = super::private::create_new(&tmp).map_err(io)?;
     f.write_all(&state.encode()).map_err(io)?;
     if sync {
         f.sync_all().map_err(io)?;
@@ -154,6 +158,12 @@ pub fn save(path: &Path, state: &ReceiptState, sync: bool) -> Result<(), StateEr
     // The current file becomes the previous generation (a second link, so `path` always
     // exists), then the new one replaces it.
     if path.exists() {
+        // A file an older version made with the umask's mode becomes private as it ages
+        // into the previous generation (best effort: the new file is 0600 regardless).
+        let _ = std::fs::set_permissions(
+            path,
+            std::os::unix::fs::PermissionsExt::from_mode(super::private::PRIVATE_MODE),
+        );
         let prev_tmp = path.with_extension("state.prev.tmp");
         let _ = std::fs::remove_file(&prev_tmp);
         std::fs::hard_link(path, &prev_tmp).map_err(io)?;
@@ -222,6 +232,13 @@ mod tests {
         save(&path, &next, false).unwrap();
         assert_eq!(load(&path).unwrap(), Some(next));
         assert_eq!(load(&prev_path(&path)).unwrap(), Some(sample()));
+        // A file from before (made with the umask's 0644) is private once it is the
+        // previous generation; the current one is new and 0600.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        save(&path, &sample(), false).unwrap();
+        assert_eq!((mode(&path), mode(&prev_path(&path))), (0o600, 0o600));
         std::fs::write(&path, b"junk").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("receipts.state") && e.contains("4 bytes"), "{e}");

@@ -9,10 +9,10 @@ use ring::digest::{digest, SHA256};
 
 use super::beacon::{self, Window};
 use super::identity::PublicKey;
-use super::receipt::ReceiptError;
 use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
-use super::wire::{CodecError, Position};
+use super::wire::Position;
+use crate::region::Region;
 
 /// Speed of light, m/s.
 const C: f64 = 299_792_458.0;
@@ -38,8 +38,10 @@ pub struct Policy {
     pub freq_tolerance_hz: u64,
     /// GPS-timed witness: largest |rx − tx| beyond the airtime.
     pub gps_time_tolerance: Duration,
-    /// Local-clock witness: how far outside the beacon window it may claim to be.
-    pub local_time_slack: Duration,
+    /// How far after the report's arrival the event it reports may lie (the hotspot's and
+    /// the network's clocks differ). Not applied to a witness's receive time, which must
+    /// lie inside the beacon's window whatever its time source (docs §7).
+    pub arrival_slack: Duration,
     /// Reject beacons whose window's entropy the verifier was not given.
     pub require_entropy: bool,
     /// Shortest beacon window accepted, s (default [`PRODUCTION_MIN_WINDOW_S`]; test
@@ -57,181 +59,14 @@ impl Default for Policy {
             max_witness_gain_dbi: 9.0,
             freq_tolerance_hz: 25_000,
             gps_time_tolerance: Duration::from_secs(2),
-            local_time_slack: Duration::from_secs(60),
+            arrival_slack: Duration::from_secs(60),
             require_entropy: false,
             min_window_s: PRODUCTION_MIN_WINDOW_S,
         }
     }
 }
 
-/// Why a report is invalid.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Reason {
-    /// Not a well-formed report.
-    #[error("malformed: {0}")]
-    Malformed(CodecError),
-    /// The signature is not the report key's.
-    #[error("bad signature: not signed by the key {0} it names")]
-    BadSignature(PublicKey),
-    /// The same bytes were seen before.
-    #[error("replayed: the same report was already received")]
-    Replayed,
-    /// Received after its deadline.
-    #[error("late: received at {received_ms} ms, deadline {deadline_ms} ms")]
-    Late {
-        /// Receive time, Unix ms.
-        received_ms: u64,
-        /// The deadline, Unix ms.
-        deadline_ms: u64,
-    },
-    /// The deadline is further after the event than the policy allows.
-    #[error("deadline {deadline_ms} ms is more than {max_s} s after the event at {event_ms} ms")]
-    DeadlineTooFar {
-        /// The deadline.
-        deadline_ms: u64,
-        /// The event.
-        event_ms: u64,
-        /// The policy's bound, s.
-        max_s: u64,
-    },
-    /// Window length not valid or tx time outside the window.
-    #[error("window: {0}")]
-    WindowMismatch(String),
-    /// The window is shorter than the policy's minimum (a test-network window).
-    #[error("window of {len_s} s is shorter than this verifier's minimum of {min_s} s (windows that short are for test networks)")]
-    WindowTooShort {
-        /// The beacon's window length, s.
-        len_s: u32,
-        /// The policy's minimum, s.
-        min_s: u32,
-    },
-    /// The verifier does not know this window's entropy (and requires it).
-    #[error("no network entropy known for window {0}")]
-    EntropyUnknown(u64),
-    /// The entropy is not the network's for the window.
-    #[error("network entropy is not the one published for window {0}")]
-    EntropyMismatch(u64),
-    /// Not later than the key's previous beacon.
-    #[error("irregular interval: window {window} is not after this key's previous beacon in window {previous}")]
-    IrregularInterval {
-        /// This beacon's window.
-        window: u64,
-        /// The previous one.
-        previous: u64,
-    },
-    /// Frequency differs from the recomputed one.
-    #[error("frequency {reported} Hz, recomputed {expected} Hz")]
-    FrequencyMismatch {
-        /// Reported.
-        reported: u64,
-        /// Recomputed.
-        expected: u64,
-    },
-    /// Data rate differs from the recomputed one.
-    #[error("data rate DR{reported}, recomputed DR{expected}")]
-    DataRateMismatch {
-        /// Reported.
-        reported: u8,
-        /// Recomputed.
-        expected: u8,
-    },
-    /// The claimed EIRP exceeds the region's limit.
-    #[error("claimed EIRP {eirp_dbm:.1} dBm is above the limit {limit_dbm:.1} dBm")]
-    PowerAboveLimit {
-        /// Claimed EIRP.
-        eirp_dbm: f64,
-        /// The region's limit there.
-        limit_dbm: f64,
-    },
-    /// The beacon's parameters cannot be recomputed (region without beacon channel/DR).
-    #[error("beacon cannot be recomputed: {0}")]
-    Unplannable(String),
-    /// No location in the report.
-    #[error("no location")]
-    NoLocation,
-    /// The witnessed frame is not a beacon, or no valid beacon has that payload.
-    #[error("no valid beacon with this payload: {0}")]
-    NoBeacon(&'static str),
-    /// The witness is the beaconer.
-    #[error("self-witness: the witness key is the beaconer's")]
-    SelfWitness,
-    /// Witness and beaconer have the same owner.
-    #[error("witness and beaconer belong to the same owner {0}")]
-    SameOwner(String),
-    /// This key already witnessed this beacon.
-    #[error("duplicate witness: this key already witnessed this beacon")]
-    DuplicateWitness,
-    /// Witness region differs.
-    #[error("witness region {witness} differs from the beacon's {beacon}")]
-    RegionMismatch {
-        /// Witness region.
-        witness: &'static str,
-        /// Beacon region.
-        beacon: &'static str,
-    },
-    /// Witness frequency too far from the beacon's.
-    #[error(
-        "witness frequency {witness} Hz is more than {tolerance} Hz from the beacon's {beacon} Hz"
-    )]
-    WitnessFrequencyMismatch {
-        /// Witness frequency.
-        witness: u64,
-        /// Beacon frequency.
-        beacon: u64,
-        /// Tolerance.
-        tolerance: u64,
-    },
-    /// Witness SF/BW differ from the beacon's DR.
-    #[error("witness heard SF{sf}/{bw_hz} Hz, the beacon was sent at DR{dr}")]
-    WitnessDataRateMismatch {
-        /// Witness SF.
-        sf: u8,
-        /// Witness BW.
-        bw_hz: u32,
-        /// Beacon DR.
-        dr: u8,
-    },
-    /// Witness time does not fit the beacon.
-    #[error("time: {0}")]
-    TimeMismatch(String),
-    /// Closer than the minimum distance.
-    #[error("distance {distance_m:.0} m is below the minimum {min_m:.0} m")]
-    BelowMinDistance {
-        /// Distance.
-        distance_m: f64,
-        /// Minimum.
-        min_m: f64,
-    },
-    /// Farther than the maximum distance.
-    #[error("distance {distance_m:.0} m is above the maximum {max_m:.0} m")]
-    AboveMaxDistance {
-        /// Distance.
-        distance_m: f64,
-        /// Maximum.
-        max_m: f64,
-    },
-    /// Heard louder than free space allows.
-    #[error("RSSI {rssi_dbm:.1} dBm is above the free-space bound {max_dbm:.1} dBm at {distance_m:.0} m")]
-    RssiTooHigh {
-        /// Reported RSSI.
-        rssi_dbm: f64,
-        /// The bound.
-        max_dbm: f64,
-        /// Distance.
-        distance_m: f64,
-    },
-    /// Receipt inconsistent, or its hash chain does not match the uplinks.
-    #[error("receipt: {0}")]
-    Receipt(ReceiptError),
-    /// The receipt continues an earlier head of its key that another receipt already
-    /// continues: a second claim from the same point of the chain (§6.4.3).
-    #[error("receipt chain fork: prev_head is an earlier head of this key, already continued by another receipt")]
-    ReceiptFork,
-    /// The receipt's period or uplink ids reach back into what its key already claimed
-    /// (§6.4.3).
-    #[error("receipt overlaps what this key already claimed: {0}")]
-    ReceiptOverlap(String),
-}
+pub use super::reason::Reason;
 
 /// A forwarded uplink as the network received it: (uplink id, PHYPayload).
 pub type Uplink = (u32, Vec<u8>);
@@ -344,7 +179,7 @@ impl Verifier {
             Body::Receipt(t) => t.period_end_ms,
             Body::Onboarding(_) => r.created_ms,
         };
-        let slack = self.policy.local_time_slack.as_millis() as u64;
+        let slack = self.policy.arrival_slack.as_millis() as u64;
         if event_ms > received_ms.saturating_add(slack) {
             return Err(Reason::TimeMismatch(format!(
                 "the event at {event_ms} ms is after the report was received at {received_ms} ms"
@@ -448,13 +283,15 @@ impl Verifier {
                 expected: plan.dr,
             });
         }
-        let eirp = claimed_eirp(b);
-        let limit = f64::from(b.region.max_eirp_dbm(plan.freq_hz).unwrap_or(f32::MIN));
-        if eirp > limit + 0.05 {
-            return Err(Reason::PowerAboveLimit {
-                eirp_dbm: eirp,
-                limit_dbm: limit,
-            });
+        let eirp = claimed_eirp_cdb(b);
+        match eirp_limit_cdb(b.region, plan.freq_hz) {
+            Some(limit) if eirp <= limit => {}
+            limit => {
+                return Err(Reason::PowerAboveLimit {
+                    eirp_dbm: f64::from(eirp) / 100.0,
+                    limit_dbm: limit.map_or(f64::NEG_INFINITY, |l| f64::from(l) / 100.0),
+                })
+            }
         }
         if b.location.is_none() {
             return Err(Reason::NoLocation);
@@ -546,29 +383,29 @@ impl Verifier {
         Ok(Kind::Witness)
     }
 
+    /// The receive time lies inside the beacon's window `[start, end)`, whatever its source
+    /// (no slack: the beacon instant keeps 1 s from both edges, §4, which absorbs an honest
+    /// witness's clock error and delivery delay); a GPS time also lies within
+    /// ±(`gps_time_tolerance` + airtime) of the beacon's `tx_time`.
     fn witness_time(&self, w: &WitnessReport, known: &KnownBeacon) -> Result<(), Reason> {
+        let win = known.report.window;
+        if !win.contains_ms(w.rx_time_ms) {
+            return Err(Reason::TimeMismatch(format!(
+                "rx time {} ms is outside the beacon's window {} [{}, {})",
+                w.rx_time_ms,
+                win.id,
+                win.start_ms(),
+                win.end_ms()
+            )));
+        }
         let tx = known.report.tx_time_ms;
-        match w.time_source {
-            super::wire::TimeSource::Gps => {
-                let tol = (self.policy.gps_time_tolerance + known.airtime).as_millis() as u64;
-                if w.rx_time_ms.abs_diff(tx) > tol {
-                    return Err(Reason::TimeMismatch(format!(
-                        "GPS rx time {} ms is more than {tol} ms from the beacon's {tx} ms",
-                        w.rx_time_ms
-                    )));
-                }
-            }
-            super::wire::TimeSource::Local => {
-                let win = known.report.window;
-                let slack = self.policy.local_time_slack.as_millis() as u64;
-                if w.rx_time_ms.saturating_add(slack) < win.start_ms()
-                    || w.rx_time_ms > win.end_ms().saturating_add(slack)
-                {
-                    return Err(Reason::TimeMismatch(format!(
-                        "rx time {} ms is outside the beacon's window {}",
-                        w.rx_time_ms, win.id
-                    )));
-                }
+        if w.time_source == super::wire::TimeSource::Gps {
+            let tol = (self.policy.gps_time_tolerance + known.airtime).as_millis() as u64;
+            if w.rx_time_ms.abs_diff(tx) > tol {
+                return Err(Reason::TimeMismatch(format!(
+                    "GPS rx time {} ms is more than {tol} ms from the beacon's {tx} ms",
+                    w.rx_time_ms
+                )));
             }
         }
         Ok(())
@@ -582,8 +419,8 @@ impl Verifier {
         bl: &Position,
         wl: &Position,
     ) -> f64 {
-        let limit = f64::from(b.region.max_eirp_dbm(u64::from(b.freq_hz)).unwrap_or(0.0));
-        let eirp = claimed_eirp(b).min(limit);
+        let limit = eirp_limit_cdb(b.region, u64::from(b.freq_hz)).unwrap_or(0);
+        let eirp = f64::from(claimed_eirp_cdb(b).min(limit)) / 100.0;
         let gain = (f64::from(w.antenna_gain_ddbi) / 10.0).min(self.policy.max_witness_gain_dbi);
         eirp + gain - fspl_db(bl.distance_m(wl), f64::from(b.freq_hz)) + self.policy.rssi_margin_db
     }
@@ -591,8 +428,21 @@ impl Verifier {
 
 /// The beaconer's claimed EIRP: conducted power + antenna gain − cable loss, dBm.
 pub fn claimed_eirp(b: &BeaconReport) -> f64 {
-    f64::from(b.power_dbm) + f64::from(b.antenna_gain_ddbi) / 10.0
-        - f64::from(b.cable_loss_ddb) / 10.0
+    f64::from(claimed_eirp_cdb(b)) / 100.0
+}
+
+/// The claimed EIRP in 0.01 dB, exactly: 100·power + 10·gain − 10·loss (§7.3).
+pub fn claimed_eirp_cdb(b: &BeaconReport) -> i32 {
+    100 * i32::from(b.power_dbm) + 10 * i32::from(b.antenna_gain_ddbi)
+        - 10 * i32::from(b.cable_loss_ddb)
+}
+
+/// The region's EIRP limit at `freq_hz` in 0.01 dB (the table of §7.3: every limit has at
+/// most two decimals), from the first band that contains `freq_hz`; `None` outside them.
+pub fn eirp_limit_cdb(region: &Region, freq_hz: u64) -> Option<i32> {
+    region
+        .max_eirp_dbm(freq_hz)
+        .map(|dbm| (f64::from(dbm) * 100.0).round() as i32)
 }
 
 /// Free-space path loss in dB at `distance_m` and `freq_hz` (distance floored at 1 m).

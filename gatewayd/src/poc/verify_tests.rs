@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::poc::identity::Signer;
-use crate::poc::receipt::{genesis, ReceiptChain};
+use crate::poc::receipt::{genesis, ReceiptChain, ReceiptError};
 use crate::poc::report::{Onboarding, Report};
 use crate::poc::test_support::*;
 use crate::poc::wire::TimeSource;
@@ -122,6 +122,41 @@ fn recomputed_frequency_and_dr_must_match() {
         v.verify(r.bytes(), now()),
         Err(Reason::PowerAboveLimit { .. })
     ));
+}
+
+#[test]
+fn claimed_eirp_is_compared_exactly_in_hundredths_of_a_db() {
+    // Every limit in the region tables has at most two decimals, so 0.01 dB is exact.
+    for r in crate::region::REGIONS {
+        for band in r.bands {
+            let cdb = f64::from(band.max_eirp_dbm) * 100.0;
+            assert!((cdb - cdb.round()).abs() < 1e-3, "{} {}", r.name, band.name);
+        }
+    }
+    // EU868 at the beacon's frequency: 16.15 dBm. 14 dBm + 2.1 dBi − 0 = 16.10 passes,
+    // + 2.2 dBi = 16.20 fails, also when reached as 14 + 3.3 − 1.1.
+    let b = SeedSigner::new(1);
+    let at = |gain: i16, loss: u16| {
+        let mut rep = beacon(&b);
+        rep.antenna_gain_ddbi = gain;
+        rep.cable_loss_ddb = loss;
+        let r = signed(&b, Body::Beacon(rep), tx_time_ms() + 1000);
+        Verifier::new(Policy::default()).verify(r.bytes(), now())
+    };
+    assert_eq!(eirp_limit_cdb(eu868(), 868_100_000), Some(1615));
+    assert_eq!(at(21, 0), Ok(Kind::Beacon));
+    assert_eq!(at(32, 11), Ok(Kind::Beacon));
+    for (gain, loss) in [(22, 0), (33, 11)] {
+        assert_eq!(
+            at(gain, loss),
+            Err(Reason::PowerAboveLimit {
+                eirp_dbm: 16.2,
+                limit_dbm: 16.15
+            })
+        );
+    }
+    // Outside every band there is no limit to be under.
+    assert_eq!(eirp_limit_cdb(eu868(), 900_000_000), None);
 }
 
 #[test]
@@ -319,6 +354,89 @@ fn witness_geometry_and_radio_checks() {
             "case {i}: {verdict:?}"
         );
     }
+}
+
+/// Verdict of a witness (signer 2) of `beacon_r` received at `rx_ms` from `source`, the
+/// report made and received just after `max(rx_ms, tx)`.
+fn witness_at(beacon_r: &BeaconReport, source: TimeSource, rx_ms: u64) -> Verdict {
+    let b = SeedSigner::new(1);
+    let mut v = Verifier::new(Policy::default());
+    let created = rx_ms.max(beacon_r.tx_time_ms) + 1000;
+    let r = signed(
+        &b,
+        Body::Beacon(beacon_r.clone()),
+        beacon_r.tx_time_ms + 1000,
+    );
+    assert_eq!(
+        v.verify(r.bytes(), beacon_r.tx_time_ms + 5000),
+        Ok(Kind::Beacon)
+    );
+    let mut w = witness(&b);
+    w.time_source = source;
+    w.rx_time_ms = rx_ms;
+    let report = signed(&SeedSigner::new(2), Body::Witness(w), created);
+    v.verify(report.bytes(), created + 1000)
+}
+
+#[test]
+fn witness_receive_time_lies_inside_the_window_and_near_a_gps_beacon() {
+    let b = SeedSigner::new(1);
+    let mid = beacon(&b);
+    // The beacon (SF9, 34 bytes) is on air 246.784 ms: the GPS tolerance is 2 s + 246 ms.
+    let airtime = beacon::plan(eu868(), None, &ENTROPY, &WINDOW, &LOCAL, &b.public_key())
+        .unwrap()
+        .airtime;
+    assert_eq!(airtime.as_micros(), 246_784);
+    let tol = 2_246;
+    let time_mismatch = |v: Verdict| matches!(v, Err(Reason::TimeMismatch(_)));
+    let (start, end) = (WINDOW.start_ms(), WINDOW.end_ms());
+    // Local clock: anywhere in [start, end), not a millisecond outside.
+    for (rx, inside) in [
+        (start - 1, false),
+        (start, true),
+        (mid.tx_time_ms, true),
+        (end - 1, true),
+        (end, false),
+        (end + 59_000, false),
+    ] {
+        let v = witness_at(&mid, TimeSource::Local, rx);
+        assert_eq!(v.is_ok(), inside, "local rx {rx}: {v:?}");
+        assert!(inside || time_mismatch(v), "local rx {rx}");
+    }
+    // GPS: within ±(2 s + airtime) of tx ...
+    let tx = mid.tx_time_ms;
+    for (rx, ok) in [
+        (tx - tol - 1, false),
+        (tx - tol, true),
+        (tx + tol, true),
+        (tx + tol + 1, false),
+    ] {
+        let v = witness_at(&mid, TimeSource::Gps, rx);
+        assert_eq!(v.is_ok(), ok, "GPS rx tx{:+}: {v:?}", rx as i64 - tx as i64);
+        assert!(ok || time_mismatch(v));
+    }
+    // ... and inside the window too: a beacon 0.5 s after the window start (valid for the
+    // verifier) heard by GPS 1 ms before the start is within the tolerance but outside.
+    let early = BeaconReport {
+        tx_time_ms: start + 500,
+        ..mid
+    };
+    let v = witness_at(&early, TimeSource::Gps, start - 1);
+    assert!(time_mismatch(v.clone()), "{v:?}");
+    assert_eq!(
+        witness_at(&early, TimeSource::Gps, start),
+        Ok(Kind::Witness)
+    );
+    let late = BeaconReport {
+        tx_time_ms: end - 500,
+        ..beacon(&b)
+    };
+    assert_eq!(
+        witness_at(&late, TimeSource::Gps, end - 1),
+        Ok(Kind::Witness)
+    );
+    let v = witness_at(&late, TimeSource::Gps, end);
+    assert!(time_mismatch(v.clone()), "{v:?}");
 }
 
 #[test]
