@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod poc;
 pub mod position;
+pub mod private_file;
 pub mod region;
 pub mod service;
 pub mod timesync;

@@ -76,6 +76,11 @@ impl DutyCycleLedger {
             path: path.to_path_buf(),
             source,
         };
+        // Created 0600 here: SQLite would create it (and its -wal, -shm) world-readable. If
+        // this fails, SQLite's own open below says why, naming the file.
+        if let Err(e) = crate::private_file::ensure_private(path) {
+            log::debug!("duty-cycle ledger: {}: {e}", path.display());
+        }
         let conn = Connection::open(path).map_err(open_err)?;
         Self::init(conn, path)
     }

@@ -47,6 +47,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, OutboxError> {
         hint: hint(&source),
         source,
     };
+    // Created 0600 here: SQLite would create it (and its -wal, -shm) world-readable. If this
+    // fails, SQLite's own open below says why, naming the file.
+    if let Err(e) = crate::private_file::ensure_private(path) {
+        log::debug!("outbox: {}: {e}", path.display());
+    }
     let conn = Connection::open(path).map_err(open_err)?;
     configure(&conn).map_err(open_err)?;
     migrate(&conn, path)?;

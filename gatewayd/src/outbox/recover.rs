@@ -119,7 +119,10 @@ pub fn read_hwm(db: &Path) -> Option<i64> {
 pub fn write_hwm(db: &Path, id: i64) {
     let path = with_suffix(db, &format!(".{HWM_SUFFIX}"));
     let tmp = with_suffix(db, &format!(".{HWM_SUFFIX}.tmp"));
-    if std::fs::write(&tmp, id.to_string()).is_ok() {
+    let _ = std::fs::remove_file(&tmp);
+    let written = crate::private_file::create_new(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, id.to_string().as_bytes()));
+    if written.is_ok() {
         let _ = std::fs::rename(&tmp, &path);
     }
 }

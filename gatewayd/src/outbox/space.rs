@@ -220,7 +220,11 @@ impl Reserve {
             return true;
         }
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&self.path)?;
+            crate::private_file::ensure_private(&self.path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&self.path)?;
             let zeros = vec![0u8; 64 * 1024];
             let mut left = RESERVE_BYTES;
             while left > 0 {

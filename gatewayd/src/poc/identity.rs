@@ -136,7 +136,7 @@ impl KeyFileSigner {
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
         let _ = std::fs::remove_file(&tmp);
-        let written = super::private::create_new(&tmp)
+        let written = crate::private_file::create_new(&tmp)
             .and_then(|mut file| {
                 file.write_all(doc.as_ref())?;
                 file.sync_all()

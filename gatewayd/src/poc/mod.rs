@@ -29,7 +29,6 @@ pub mod beacon_task;
 pub mod commands;
 pub mod entropy;
 pub mod identity;
-pub mod private;
 pub mod reason;
 pub mod receipt;
 pub mod receipt_order;

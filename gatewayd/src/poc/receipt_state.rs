@@ -149,7 +149,7 @@ pub fn save(path: &Path, state: &ReceiptState, sync: bool) -> Result<(), StateEr
     // A new file every time (a temp file left by a crash is replaced), mode 0600 whatever
     // the umask: the chain's state is the daemon's alone.
     let _ = std::fs::remove_file(&tmp);
-    let mut f = super::private::create_new(&tmp).map_err(io)?;
+    let mut f = crate::private_file::create_new(&tmp).map_err(io)?;
     f.write_all(&state.encode()).map_err(io)?;
     if sync {
         f.sync_all().map_err(io)?;
@@ -162,7 +162,7 @@ pub fn save(path: &Path, state: &ReceiptState, sync: bool) -> Result<(), StateEr
         // into the previous generation (best effort: the new file is 0600 regardless).
         let _ = std::fs::set_permissions(
             path,
-            std::os::unix::fs::PermissionsExt::from_mode(super::private::PRIVATE_MODE),
+            std::os::unix::fs::PermissionsExt::from_mode(crate::private_file::PRIVATE_MODE),
         );
         let prev_tmp = path.with_extension("state.prev.tmp");
         let _ = std::fs::remove_file(&prev_tmp);
