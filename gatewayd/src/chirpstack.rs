@@ -2,7 +2,7 @@
 //! encoding (binary protobuf, or the protobuf JSON mapping). Pure functions.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use chirpstack_api::common;
 use chirpstack_api::gw;
@@ -45,7 +45,7 @@ where
 
 /// A protobuf timestamp.
 pub fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = drivers::time::since_unix_epoch(t);
     pbjson_types::Timestamp {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
@@ -200,6 +200,8 @@ pub fn conn_state(gateway: Eui64, online: bool) -> gw::ConnState {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use chirpstack_api::prost::Message as _;
     use drivers::radio::RxMeta;
 

@@ -208,7 +208,7 @@ pub(super) async fn start(
     let receipt_start = crate::poc::receipt_task::prepare(
         &receipt_state_path,
         identity.public_key(),
-        crate::poc::witness::unix_ms(std::time::SystemTime::now()),
+        drivers::time::unix_ms(std::time::SystemTime::now()),
     );
     let (outcome_tx, outcome_rx) = mpsc::channel(1024);
     let tx_stats = TxStatsHandle::default();

@@ -16,8 +16,9 @@ use crate::config::UplinkConfig;
 use crate::interval_stats::{self, RxInterval, TxStatsHandle};
 use crate::mqtt::topic;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
-use crate::position::{since_gps_epoch, Whereabouts};
+use crate::position::Whereabouts;
 use drivers::ratelimit::RateLimiter;
+use drivers::time::since_gps_epoch;
 
 /// Cumulative counters, read by status and metrics.
 #[derive(Debug, Default)]
@@ -87,10 +88,7 @@ impl HourWindow {
 
 /// Minutes since the Unix epoch, for [`HourWindow`].
 pub fn minute_now() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 60)
-        .unwrap_or(0)
+    drivers::time::unix_ms(SystemTime::now()) / 60_000
 }
 
 impl PipelineCounters {

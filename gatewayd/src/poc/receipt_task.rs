@@ -21,8 +21,8 @@ use super::receipt::{ReceiptChain, TransferReceipt};
 use super::receipt_order::{Outcome, ReceiptSequencer};
 use super::receipt_state::{self, ReceiptState};
 use super::report::{Body, Report};
-use super::witness::unix_ms;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
+use drivers::time::{from_unix_ms, unix_ms};
 
 /// Ids skipped after a restart: more than can be assigned but not yet persisted, so an id
 /// published before a crash is never given to another uplink.
@@ -312,7 +312,7 @@ async fn publish(
         class: Class::Poc,
         topic: settings.topic.clone(),
         payload: signed.bytes().to_vec(),
-        expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)),
+        expires_at: Some(from_unix_ms(deadline_ms)),
     };
     match outbox.store(vec![msg]).await {
         Ok(()) => {
