@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::filter::{DropReason, UplinkFilter, Verdict};
+use super::outcome::{Outcome, UplinkOutcome};
 use crate::chirpstack;
 use crate::config::UplinkConfig;
 use crate::interval_stats::{self, RxInterval, TxStatsHandle};
@@ -147,7 +148,7 @@ pub struct ReceiptFeed {
     /// The next uplink id to assign.
     pub next_id: u32,
     /// The receipt task's input.
-    pub outcomes: mpsc::Sender<crate::poc::receipt_task::UplinkOutcome>,
+    pub outcomes: mpsc::Sender<UplinkOutcome>,
 }
 
 /// Name of the pipeline loop for the watchdog.
@@ -388,9 +389,9 @@ impl Pipeline {
             if let Some(feed) = feed {
                 for (id, phy) in chained {
                     let outcome = if stored {
-                        crate::poc::receipt_order::Outcome::Stored(phy)
+                        Outcome::Stored(phy)
                     } else {
-                        crate::poc::receipt_order::Outcome::Failed
+                        Outcome::Failed
                     };
                     if feed.send((id, outcome)).await.is_err() {
                         break;

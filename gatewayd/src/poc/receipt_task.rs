@@ -18,10 +18,11 @@ use tokio::sync::mpsc;
 
 use super::identity::{PublicKey, Signer};
 use super::receipt::{ReceiptChain, TransferReceipt};
-use super::receipt_order::{Outcome, ReceiptSequencer};
+use super::receipt_order::ReceiptSequencer;
 use super::receipt_state::{self, ReceiptState};
 use super::report::{Body, Report};
 use crate::outbox::{Class, NewMessage, OutboxHandle};
+use crate::pipeline::outcome::UplinkOutcome;
 use drivers::time::{from_unix_ms, unix_ms};
 
 /// Ids skipped after a restart: more than can be assigned but not yet persisted, so an id
@@ -31,9 +32,6 @@ pub const RESTART_SKIP: u32 = 1 << 20;
 pub const TICK: Duration = Duration::from_secs(1);
 /// At most one "cannot save" warning this often (a full disk fails every save).
 const SAVE_WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// An uplink id and what became of it, from the pipeline.
-pub type UplinkOutcome = (u32, Outcome);
 
 /// Counters of the receipt task, for status and metrics.
 #[derive(Debug, Default)]
@@ -331,6 +329,7 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::outcome::Outcome;
     use crate::poc::receipt::genesis;
 
     #[test]
