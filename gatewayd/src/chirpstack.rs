@@ -9,25 +9,7 @@ use chirpstack_api::gw;
 use chirpstack_api::pbjson_types;
 use drivers::radio::{CodeRate, CrcStatus, Eui64, Modulation, RxFrame};
 
-use crate::config::Location;
-
-/// Where a location came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocationSource {
-    /// A GPS fix.
-    Gps,
-    /// The `[gateway.location]` in the config.
-    Config,
-}
-
-/// A location with its source.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SourcedLocation {
-    /// The position.
-    pub location: Location,
-    /// Where it came from.
-    pub source: LocationSource,
-}
+use crate::position::{LocationSource, SourcedLocation};
 
 /// Encode a message as protobuf, or as its JSON mapping when `json`.
 pub fn encode<M>(msg: &M, json: bool) -> Vec<u8>
@@ -206,6 +188,7 @@ mod tests {
     use drivers::radio::RxMeta;
 
     use super::*;
+    use crate::config::Location;
 
     fn frame() -> RxFrame {
         RxFrame {

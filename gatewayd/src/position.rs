@@ -8,10 +8,27 @@ use std::time::{Instant, SystemTime};
 use drivers::gps::{GpsState, GpsStatus};
 use tokio::sync::watch;
 
-use crate::chirpstack::{LocationSource, SourcedLocation};
 use crate::config::Location;
 use crate::poc::wire::TimeSource;
 use crate::timesync::{ClockStatus, SyncCheck, TrustLocalClock};
+
+/// Where a location came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationSource {
+    /// A GPS fix.
+    Gps,
+    /// The `[gateway.location]` in the config.
+    Config,
+}
+
+/// A location with its source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourcedLocation {
+    /// The position.
+    pub location: Location,
+    /// Where it came from.
+    pub source: LocationSource,
+}
 
 /// The hotspot's location and time sources.
 #[derive(Debug, Clone)]

@@ -9,11 +9,11 @@ use drivers::gps::GpsStatus as FixStatus;
 use drivers::radio::{Eui64, RadioHealth};
 use tokio::sync::watch;
 
-use crate::chirpstack::LocationSource;
 use crate::mqtt::{LinkCounters, LinkState};
 use crate::outbox::OutboxStats;
 use crate::pipeline::task::minute_now;
 use crate::pipeline::PipelineCounters;
+use crate::position::LocationSource;
 use crate::position::Whereabouts;
 use crate::service::status::{
     render_line, ClassCount, GpsStatus, MqttStatus, RadioStatus, StatusSnapshot,

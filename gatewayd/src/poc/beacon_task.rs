@@ -233,7 +233,7 @@ impl BeaconTask {
         &mut self,
         window: Window,
         network_entropy: [u8; 32],
-        location: Option<crate::chirpstack::SourcedLocation>,
+        location: Option<crate::position::SourcedLocation>,
     ) -> Result<(), SkipReason> {
         // Never transmit a beacon whose report could not be signed with a trusted time.
         if self.whereabouts.report_time().is_none() {

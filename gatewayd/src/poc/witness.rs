@@ -12,8 +12,8 @@ use drivers::radio::{Modulation, RxFrame};
 use super::beacon::{self, BeaconPlan, BODY_LEN};
 use super::report::{BeaconReport, WitnessReport};
 use super::wire::{Position, PositionSource, TimeSource};
-use crate::chirpstack::{LocationSource, SourcedLocation};
 use crate::guard::GuardConfig;
+use crate::position::{LocationSource, SourcedLocation};
 use crate::region::Region;
 
 /// How many recently seen beacon bodies are remembered (own and witnessed).
