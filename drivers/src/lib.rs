@@ -11,6 +11,8 @@
 //!   simulated radio backend and a fleet of LoRaWAN devices.
 //! - [`gps`]: NMEA 0183 over a serial port: codec, state machine, reader task.
 //! - [`airtime`]: LoRa/FSK time on air; [`ratelimit`]: rate-limited warnings.
+//! - [`time`]: Unix milliseconds, GPS epoch and leap seconds, the civil calendar; shared by
+//!   every layer.
 #![warn(missing_docs)]
 
 pub mod airtime;
@@ -21,3 +23,4 @@ pub mod radio;
 pub mod ratelimit;
 pub mod semtech_udp;
 pub mod sim;
+pub mod time;

@@ -2,32 +2,14 @@
 //! encoding (binary protobuf, or the protobuf JSON mapping). Pure functions.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use chirpstack_api::common;
 use chirpstack_api::gw;
 use chirpstack_api::pbjson_types;
 use drivers::radio::{CodeRate, CrcStatus, Eui64, Modulation, RxFrame};
 
-use crate::config::Location;
-
-/// Where a location came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocationSource {
-    /// A GPS fix.
-    Gps,
-    /// The `[gateway.location]` in the config.
-    Config,
-}
-
-/// A location with its source.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SourcedLocation {
-    /// The position.
-    pub location: Location,
-    /// Where it came from.
-    pub source: LocationSource,
-}
+use crate::position::{LocationSource, SourcedLocation};
 
 /// Encode a message as protobuf, or as its JSON mapping when `json`.
 pub fn encode<M>(msg: &M, json: bool) -> Vec<u8>
@@ -45,7 +27,7 @@ where
 
 /// A protobuf timestamp.
 pub fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = drivers::time::since_unix_epoch(t);
     pbjson_types::Timestamp {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
@@ -200,10 +182,13 @@ pub fn conn_state(gateway: Eui64, online: bool) -> gw::ConnState {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use chirpstack_api::prost::Message as _;
     use drivers::radio::RxMeta;
 
     use super::*;
+    use crate::config::Location;
 
     fn frame() -> RxFrame {
         RxFrame {

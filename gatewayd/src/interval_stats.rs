@@ -17,8 +17,9 @@ use chirpstack_api::common;
 use chirpstack_api::gw;
 use drivers::radio::{CrcStatus, Eui64, Modulation, RxMeta};
 
-use crate::chirpstack::{duration, location, modulation, timestamp, SourcedLocation};
+use crate::chirpstack::{duration, location, modulation, timestamp};
 use crate::guard::{BandUse, DUTY_CYCLE_WINDOW};
+use crate::position::SourcedLocation;
 use crate::region::Region;
 
 /// Counts per modulation (with the IQ polarization): a short list searched in place, so

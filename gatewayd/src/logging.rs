@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::sync::RwLock;
 
+use drivers::time::UtcDateTime;
 use log::kv::{Error as KvError, Key, Source, Value, VisitSource};
 use log::{LevelFilter, Log, Metadata, Record};
 use systemd_journal_logger::JournalLog;
@@ -197,26 +198,9 @@ fn write_line(out: &mut impl Write, record: &Record, journal_stream: bool) {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a system time (UTC, proleptic Gregorian).
 pub fn utc_timestamp(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    UtcDateTime::from_system_time(t)
+        .iso8601_millis()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::io::BufReader;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use gatewayd::cli::{KeysCommand, PocCommand};
 use gatewayd::config::Config;
@@ -11,9 +11,7 @@ use gatewayd::poc::commands::{self, Input};
 use gatewayd::poc::verify::Policy;
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    drivers::time::unix_ms(SystemTime::now())
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {

@@ -3,20 +3,32 @@
 //! proof of coverage; cheap to clone.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use drivers::gps::{GpsState, GpsStatus};
 use tokio::sync::watch;
 
-use crate::chirpstack::{LocationSource, SourcedLocation};
 use crate::config::Location;
 use crate::poc::wire::TimeSource;
 use crate::timesync::{ClockStatus, SyncCheck, TrustLocalClock};
 
-/// GPS epoch (1980-01-06) as seconds since the Unix epoch.
-pub const GPS_EPOCH_UNIX_SECS: u64 = 315_964_800;
-/// GPS − UTC in seconds (leap seconds since 1980; unchanged since 2017).
-pub const GPS_LEAP_SECONDS: u64 = 18;
+/// Where a location came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationSource {
+    /// A GPS fix.
+    Gps,
+    /// The `[gateway.location]` in the config.
+    Config,
+}
+
+/// A location with its source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourcedLocation {
+    /// The position.
+    pub location: Location,
+    /// Where it came from.
+    pub source: LocationSource,
+}
 
 /// The hotspot's location and time sources.
 #[derive(Debug, Clone)]
@@ -101,15 +113,10 @@ impl Whereabouts {
     }
 }
 
-/// Time since the GPS epoch of a UTC instant (GPS time has no leap seconds).
-pub fn since_gps_epoch(utc: SystemTime) -> Option<Duration> {
-    let unix = utc.duration_since(UNIX_EPOCH).ok()?;
-    unix.checked_sub(Duration::from_secs(GPS_EPOCH_UNIX_SECS))
-        .map(|d| d + Duration::from_secs(GPS_LEAP_SECONDS))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use drivers::gps::{GpsTime, Position};
 
     use super::*;
@@ -163,18 +170,5 @@ mod tests {
         });
         assert_eq!(w.location().unwrap().source, LocationSource::Config);
         assert_eq!(w.gps_time(now), None);
-    }
-
-    #[test]
-    fn gps_epoch_conversion() {
-        // 2013-03-31T16:21:17Z is 1_048_782_095 s after the GPS epoch (16 leap seconds then;
-        // the constant is today's 18).
-        let utc = UNIX_EPOCH + Duration::from_secs(1_364_746_877);
-        let d = since_gps_epoch(utc).unwrap();
-        assert_eq!(
-            d.as_secs(),
-            1_364_746_877 - GPS_EPOCH_UNIX_SECS + GPS_LEAP_SECONDS
-        );
-        assert!(since_gps_epoch(UNIX_EPOCH).is_none());
     }
 }

@@ -403,10 +403,7 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
             entropy_of(*id),
         );
     }
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now_ms = drivers::time::unix_ms(SystemTime::now());
     let verdicts = verifier.verify_batch(&batch, now_ms);
     for (bytes, v) in batch.iter().zip(&verdicts) {
         let kind = SignedReport::decode(bytes).unwrap().report.kind();

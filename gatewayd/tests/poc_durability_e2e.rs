@@ -10,13 +10,13 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
+use drivers::time::unix_ms;
 use gatewayd::poc::beacon::{parse_frame, plan, BeaconPlan, Window};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::report::BeaconReport;
 use gatewayd::poc::verify::{Policy, Verifier};
 use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
-use gatewayd::poc::witness::unix_ms;
 use gatewayd::poc::{Body, Kind, Report, SignedReport};
 use gatewayd::region::Region;
 use support::daemon::*;

@@ -11,12 +11,12 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use drivers::time::unix_ms;
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::receipt::{chain_step, ReceiptError, TransferReceipt};
 use gatewayd::poc::receipt_order::select_uplinks;
 use gatewayd::poc::receipt_state::{ReceiptState, STATE_FILE_NAME};
 use gatewayd::poc::verify::{Policy, Reason, Verifier};
-use gatewayd::poc::witness::unix_ms;
 use gatewayd::poc::{Body, Kind, Report, SignedReport};
 use support::daemon::*;
 

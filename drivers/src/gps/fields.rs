@@ -189,7 +189,7 @@ fn parse_date(text: &str) -> Option<Date> {
     };
     if !(1..=12).contains(&month)
         || day == 0
-        || day > super::civil::days_in_month(i64::from(year), month)
+        || day > crate::time::days_in_month(i64::from(year), month)
     {
         return None;
     }

@@ -19,7 +19,6 @@
 //! # }
 //! ```
 
-mod civil;
 mod fields;
 pub mod line;
 pub mod nmea;

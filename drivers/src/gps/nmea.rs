@@ -7,8 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::civil::days_from_civil;
 use super::fields::{parse_small_int, Fields};
+use crate::time::days_from_civil;
 
 /// Longest line accepted, in bytes, without the CR/LF terminator. NMEA 0183 allows 82
 /// characters including `$` and CR/LF; receivers with long proprietary sentences exceed that,

@@ -1,32 +1,10 @@
 //! Civil-date parsing for the two GWMP time formats (no calendar crate needed):
 //! rxpk `time` (ISO 8601 compact, `2013-03-31T16:21:17.528002Z`) and stat `time`
-//! (`2014-01-12 08:59:28 GMT`), plus GPS-epoch helpers.
+//! (`2014-01-12 08:59:28 GMT`). The calendar itself is [`crate::time`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Days from 1970-01-01 to the given proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        _ => 28,
-    }
-}
+use crate::time::{days_from_civil, days_in_month};
 
 fn digits(s: &str, what: &str) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -50,6 +28,8 @@ fn civil(date: &str, clock: &str) -> Result<SystemTime, String> {
         digits(mo, "month")?,
         digits(da, "day")?,
     );
+    // Two digits each, so both fit in a u8.
+    let (month, day) = (month as u8, day as u8);
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return Err(format!("date {date:?} does not exist"));
     }
@@ -111,12 +91,10 @@ pub fn parse_stat_time(s: &str) -> Result<SystemTime, String> {
     }
 }
 
-/// Unix time of the GPS epoch, 1980-01-06 00:00:00 UTC.
-pub const GPS_EPOCH_UNIX_SECS: u64 = 315_964_800;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::GPS_EPOCH_UNIX_SECS;
 
     fn unix(s: &str) -> Duration {
         parse_iso8601(s)

@@ -17,8 +17,9 @@ use crate::config::{Config, RadioConfig, UplinkConfig};
 use crate::guard::TxGate;
 use crate::interval_stats::TxStatsHandle;
 use crate::outbox::OutboxHandle;
+use crate::pipeline::outcome::UplinkOutcome;
 use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::poc::receipt_task::{ReceiptStart, UplinkOutcome};
+use crate::poc::receipt_task::ReceiptStart;
 use crate::poc::Signer;
 use crate::position::Whereabouts;
 use crate::service::notify::{self, Notifier};
@@ -208,7 +209,7 @@ pub(super) async fn start(
     let receipt_start = crate::poc::receipt_task::prepare(
         &receipt_state_path,
         identity.public_key(),
-        crate::poc::witness::unix_ms(std::time::SystemTime::now()),
+        drivers::time::unix_ms(std::time::SystemTime::now()),
     );
     let (outcome_tx, outcome_rx) = mpsc::channel(1024);
     let tx_stats = TxStatsHandle::default();

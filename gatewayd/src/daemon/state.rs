@@ -9,11 +9,11 @@ use drivers::gps::GpsStatus as FixStatus;
 use drivers::radio::{Eui64, RadioHealth};
 use tokio::sync::watch;
 
-use crate::chirpstack::LocationSource;
 use crate::mqtt::{LinkCounters, LinkState};
 use crate::outbox::OutboxStats;
 use crate::pipeline::task::minute_now;
 use crate::pipeline::PipelineCounters;
+use crate::position::LocationSource;
 use crate::position::Whereabouts;
 use crate::service::status::{
     render_line, ClassCount, GpsStatus, MqttStatus, RadioStatus, StatusSnapshot,
@@ -147,7 +147,7 @@ impl DaemonState {
             receipt_failures_total: receipts.as_ref().map(|r| load(&r.failures)),
             last_receipt_age_seconds: receipts.as_ref().and_then(|r| {
                 let ms = load(&r.last_ms);
-                let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
+                let now = drivers::time::unix_ms(std::time::SystemTime::now());
                 (ms > 0).then(|| now.saturating_sub(ms) / 1000)
             }),
             outbox_expired: per_class(|c| c.expired),
@@ -174,7 +174,7 @@ impl DaemonState {
                 .map(|w| w.witnesses.load(std::sync::atomic::Ordering::Relaxed)),
             last_witness_age_seconds: witness.as_ref().and_then(|w| {
                 let ms = w.last_ms.load(std::sync::atomic::Ordering::Relaxed);
-                let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
+                let now = drivers::time::unix_ms(std::time::SystemTime::now());
                 (ms > 0).then(|| now.saturating_sub(ms) / 1000)
             }),
             duty_cycle,
@@ -254,7 +254,7 @@ impl StatusSnapshot {
         if let Some(c) = counters {
             self.beacons_sent_total = Some(c.sent.load(Relaxed));
             let ms = c.last_ms.load(Relaxed);
-            let now = crate::poc::witness::unix_ms(std::time::SystemTime::now());
+            let now = drivers::time::unix_ms(std::time::SystemTime::now());
             self.last_beacon_age_seconds = (ms > 0).then(|| now.saturating_sub(ms) / 1000);
             self.beacons_skipped = c
                 .skipped_by_reason()

@@ -24,5 +24,8 @@ mod tests;
 pub use client::{TxClient, TxClientError, TxJob, TX_JOB_QUEUE};
 pub use decode::{decode_downlink, reject_ack, tx_ack, CommandError, MAX_ITEMS};
 pub use scheduler::{ack_status, build_request, Attempt, ItemError, Step};
-pub use stats::{DownlinkCounters, DownlinkStats, ACK_STATUSES, DUTY_CYCLE_REFRESH};
+pub use stats::{
+    DownlinkCounters, DownlinkStats, DownlinkStatus, DutyCycleUse, GuardStatus, ACK_STATUSES,
+    DUTY_CYCLE_REFRESH,
+};
 pub use task::{DownlinkConfig, DownlinkTask, WARN_INTERVAL};

@@ -8,10 +8,63 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chirpstack_api::gw;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::guard::{BandUse, Counters as GuardCounters};
-use crate::service::status::{DownlinkStatus, DutyCycleUse, GuardStatus};
+
+/// What the downlink path did since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DownlinkStatus {
+    /// `command/down` payloads received.
+    pub received: u64,
+    /// Payloads rejected (malformed, another gateway's id).
+    pub rejected: u64,
+    /// Items the guard approved and handed to the radio backend.
+    pub scheduled: u64,
+    /// Downlinks one of whose items was sent (acked `OK`).
+    pub sent: u64,
+    /// Downlinks none of whose items could be sent.
+    pub failed: u64,
+    /// Items of the acks by their `gw.TxAckStatus` name (`OK`, `TOO_LATE`, …).
+    pub acks: BTreeMap<String, u64>,
+}
+
+/// What the regulatory guard decided since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardStatus {
+    /// Transmissions approved.
+    pub approved: u64,
+    /// Approved transmissions the backend did not send (airtime refunded).
+    pub released: u64,
+    /// Approved transmissions whose power was lowered to the limit.
+    pub power_clamped: u64,
+    /// Refusals by reason (`frequency`, `duty_cycle`, …).
+    pub refusals: BTreeMap<String, u64>,
+}
+
+impl GuardStatus {
+    /// All refusals.
+    pub fn refused(&self) -> u64 {
+        self.refusals.values().sum()
+    }
+}
+
+/// Duty-cycle use of one sub-band.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DutyCycleUse {
+    /// Sub-band name as the region names it (EU868: `K`, `L`, `M`, `N`, `P`, `R`).
+    pub band: String,
+    /// Fraction of the band's allowance used in the current window, 0.0..=1.0.
+    pub used_ratio: f64,
+    /// Airtime used in the sliding hour, seconds.
+    pub used_seconds: f64,
+    /// The band's airtime budget per sliding hour, seconds.
+    pub budget_seconds: f64,
+}
 
 /// How often the task re-reads the duty-cycle use (it also does after every downlink), so
 /// that airtime leaving the sliding hour shows without new transmissions.

@@ -8,7 +8,7 @@
 //! and the one-row `timeline` table says where that timeline stood at the last charge.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -56,13 +56,11 @@ pub struct DutyCycleLedger {
 }
 
 fn to_us(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    i64::try_from(drivers::time::unix_us(t)).unwrap_or(i64::MAX)
 }
 
 fn from_us(us: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0))
+    drivers::time::from_unix_us(u64::try_from(us).unwrap_or(0))
 }
 
 fn dur_us(d: Duration) -> i64 {
@@ -298,6 +296,8 @@ impl DutyCycleLedger {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn t(s: u64) -> SystemTime {

@@ -10,7 +10,7 @@
 //! when the band frees up.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::{DutyCycleLedger, Guard, LedgerError, DUTY_CYCLE_WINDOW, SCHEDULE_SLACK};
 use crate::outbox::recover::{is_corruption, lost_wal_frames, move_aside};
@@ -111,28 +111,14 @@ impl Guard {
 
 /// `t` as `YYYY-MM-DD HH:MM:SS UTC` for the log and status.
 pub fn utc(t: SystemTime) -> String {
-    let s = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    drivers::time::UtcDateTime::from_system_time(t)
+        .readable()
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::super::{GuardConfig, Refusal};
     use super::*;

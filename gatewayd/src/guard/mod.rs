@@ -51,11 +51,6 @@ pub const DUTY_CYCLE_WINDOW: Duration = Duration::from_secs(3600);
 /// both sides so the budget holds in every hour of actual transmissions.
 pub const SCHEDULE_SLACK: Duration = Duration::from_secs(10);
 
-/// Unix time of the GPS epoch (1980-01-06T00:00:00Z).
-const GPS_EPOCH_UNIX_S: u64 = 315_964_800;
-/// GPS − UTC leap seconds (since 2017-01-01).
-const GPS_LEAP_SECONDS: u64 = 18;
-
 /// Installation settings the guard needs besides the region.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuardConfig {
@@ -208,8 +203,7 @@ fn start_time(now: SystemTime, timing: &TxTiming) -> SystemTime {
     match *timing {
         TxTiming::Immediate | TxTiming::AtCounter(_) => now,
         TxTiming::AtGpsTime(d) => {
-            let utc = (UNIX_EPOCH + Duration::from_secs(GPS_EPOCH_UNIX_S) + d)
-                .checked_sub(Duration::from_secs(GPS_LEAP_SECONDS));
+            let utc = drivers::time::from_gps_epoch(d);
             utc.filter(|t| *t > now).unwrap_or(now)
         }
     }

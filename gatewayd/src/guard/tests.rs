@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use drivers::radio::{CodeRate, Modulation, RadioControl, TxRequest, TxStatus, TxTiming};
+use drivers::time::{GPS_EPOCH_UNIX_SECS, GPS_LEAP_SECONDS};
 
 use super::*;
 
@@ -469,7 +470,7 @@ fn regions_without_duty_cycle_do_not_charge_and_clock_steps_back_are_safe() {
 #[test]
 fn gps_timed_transmissions_are_charged_at_their_time() {
     let mut g = guard("EU868", GuardConfig::default());
-    let gps = Duration::from_secs(1_750_000_000 - GPS_EPOCH_UNIX_S + GPS_LEAP_SECONDS + 7200);
+    let gps = Duration::from_secs(1_750_000_000 - GPS_EPOCH_UNIX_SECS + GPS_LEAP_SECONDS + 7200);
     let r = TxRequest {
         timing: TxTiming::AtGpsTime(gps),
         ..sf12_64(869_525_000)

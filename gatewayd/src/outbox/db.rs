@@ -1,7 +1,7 @@
 //! The outbox's SQLite file: opening, pragmas, the versioned schema and its migrations.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, ErrorCode};
 
@@ -167,12 +167,10 @@ pub(crate) fn check(
 
 /// Milliseconds since the UNIX epoch (0 for earlier times, saturating far in the future).
 pub(crate) fn to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    i64::try_from(drivers::time::unix_ms(t)).unwrap_or(i64::MAX)
 }
 
 /// The inverse of [`to_ms`].
 pub(crate) fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    drivers::time::from_unix_ms(u64::try_from(ms).unwrap_or(0))
 }

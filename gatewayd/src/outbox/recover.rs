@@ -157,15 +157,9 @@ pub fn raise_sequence(conn: &Connection, id: i64) -> rusqlite::Result<()> {
 
 /// Move the database and its `-wal`/`-shm` aside as `<db>.corrupt-<UTC time>`; the new name.
 pub fn move_aside(db: &Path, now: SystemTime) -> std::io::Result<PathBuf> {
-    let stamp = crate::poc::witness::unix_ms(now) / 1000;
-    let secs = stamp as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
     let name = format!(
-        ".corrupt-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        ".corrupt-{}",
+        drivers::time::UtcDateTime::from_system_time(now).iso8601_basic()
     );
     let mut target = with_suffix(db, &name);
     let mut n = 1;
@@ -182,19 +176,6 @@ pub fn move_aside(db: &Path, now: SystemTime) -> std::io::Result<PathBuf> {
     }
     let _ = std::fs::remove_file(with_suffix(db, &format!(".{HWM_SUFFIX}")));
     Ok(target)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A row read back from a damaged file.

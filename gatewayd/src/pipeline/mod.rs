@@ -3,6 +3,7 @@
 
 pub mod dedup;
 pub mod filter;
+pub mod outcome;
 pub mod task;
 
 pub use task::{Pipeline, PipelineConfig, PipelineCounters};

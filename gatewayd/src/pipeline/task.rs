@@ -11,13 +11,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::filter::{DropReason, UplinkFilter, Verdict};
+use super::outcome::{Outcome, UplinkOutcome};
 use crate::chirpstack;
 use crate::config::UplinkConfig;
 use crate::interval_stats::{self, RxInterval, TxStatsHandle};
 use crate::mqtt::topic;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
-use crate::position::{since_gps_epoch, Whereabouts};
+use crate::position::Whereabouts;
 use drivers::ratelimit::RateLimiter;
+use drivers::time::since_gps_epoch;
 
 /// Cumulative counters, read by status and metrics.
 #[derive(Debug, Default)]
@@ -87,10 +89,7 @@ impl HourWindow {
 
 /// Minutes since the Unix epoch, for [`HourWindow`].
 pub fn minute_now() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 60)
-        .unwrap_or(0)
+    drivers::time::unix_ms(SystemTime::now()) / 60_000
 }
 
 impl PipelineCounters {
@@ -149,7 +148,7 @@ pub struct ReceiptFeed {
     /// The next uplink id to assign.
     pub next_id: u32,
     /// The receipt task's input.
-    pub outcomes: mpsc::Sender<crate::poc::receipt_task::UplinkOutcome>,
+    pub outcomes: mpsc::Sender<UplinkOutcome>,
 }
 
 /// Name of the pipeline loop for the watchdog.
@@ -390,9 +389,9 @@ impl Pipeline {
             if let Some(feed) = feed {
                 for (id, phy) in chained {
                     let outcome = if stored {
-                        crate::poc::receipt_order::Outcome::Stored(phy)
+                        Outcome::Stored(phy)
                     } else {
-                        crate::poc::receipt_order::Outcome::Failed
+                        Outcome::Failed
                     };
                     if feed.send((id, outcome)).await.is_err() {
                         break;

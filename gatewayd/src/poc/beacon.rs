@@ -2,10 +2,11 @@
 //! network entropy, local entropy, window and key, and the deterministic frequency and data
 //! rate per region. Pure functions; the regulatory guard decides whether it may be sent.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use drivers::airtime::{time_on_air, FrameShape};
 use drivers::radio::{CodeRate, Modulation, TxRequest, TxTiming};
+use drivers::time::{from_unix_ms, unix_ms};
 use ring::digest::{digest, SHA256};
 use ring::rand::SecureRandom;
 
@@ -71,7 +72,7 @@ impl Window {
         if !Self::valid_len(len_s) {
             return Err(BeaconError::BadWindow(len_s));
         }
-        let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let secs = unix_ms(t) / 1000;
         Ok(Window {
             len_s,
             id: secs / u64::from(len_s),
@@ -120,7 +121,7 @@ pub fn random_instant(
     let mut b = [0u8; 8];
     rng.fill(&mut b)?;
     let t = lo + u64::from_be_bytes(b) % (hi - lo + 1);
-    Ok(UNIX_EPOCH + Duration::from_millis(t))
+    Ok(from_unix_ms(t))
 }
 
 /// Fresh local entropy from `rng`.

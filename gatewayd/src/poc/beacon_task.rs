@@ -20,12 +20,13 @@ use super::entropy::{EntropyBook, EntropyCommand};
 use super::identity::Signer;
 use super::report::{Body, Report};
 use super::scheduler::{Scheduler, SkipReason, Step};
-use super::witness::{beacon_report, stamp, unix_ms};
+use super::witness::{beacon_report, stamp};
 use crate::downlink::{TxClient, TxClientError};
 use crate::guard::{GuardConfig, SendError};
 use crate::outbox::{Class, NewMessage, OutboxHandle};
 use crate::position::Whereabouts;
 use crate::region::Region;
+use drivers::time::unix_ms;
 
 /// Longest single sleep: the wall clock is looked at again at least this often.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -232,7 +233,7 @@ impl BeaconTask {
         &mut self,
         window: Window,
         network_entropy: [u8; 32],
-        location: Option<crate::chirpstack::SourcedLocation>,
+        location: Option<crate::position::SourcedLocation>,
     ) -> Result<(), SkipReason> {
         // Never transmit a beacon whose report could not be signed with a trusted time.
         if self.whereabouts.report_time().is_none() {

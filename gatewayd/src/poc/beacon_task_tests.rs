@@ -7,7 +7,6 @@ use drivers::gps::{GpsState, GpsStatus, GpsTime};
 use drivers::radio::{RadioControl, TxRequest, TxStatus};
 
 use super::*;
-use crate::chirpstack::LocationSource;
 use crate::config::Location;
 use crate::downlink::{DownlinkConfig, DownlinkTask};
 use crate::guard::{DutyCycleLedger, Guard, TxGate};
@@ -16,6 +15,7 @@ use crate::poc::test_support::SeedSigner;
 use crate::poc::verify::{Policy, Verifier};
 use crate::poc::wire::TimeSource;
 use crate::poc::{Kind, SignedReport};
+use crate::position::LocationSource;
 
 const TOPIC: &str = "eu868/gateway/0102030405060708/poc/beacon";
 
@@ -114,8 +114,8 @@ fn berlin() -> Location {
     }
 }
 
-fn location() -> Option<crate::chirpstack::SourcedLocation> {
-    Some(crate::chirpstack::SourcedLocation {
+fn location() -> Option<crate::position::SourcedLocation> {
+    Some(crate::position::SourcedLocation {
         location: berlin(),
         source: LocationSource::Config,
     })

@@ -1,5 +1,7 @@
 //! Tests of the beacon: fixtures, per-region choices, and the guard property test.
 
+use std::time::UNIX_EPOCH;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -115,7 +117,7 @@ fn random_instant_stays_inside_the_window() {
     let at = Duration::from_millis(247);
     for _ in 0..200 {
         let t = random_instant(&w, at, &rng).unwrap();
-        let ms = t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let ms = unix_ms(t);
         assert!(ms >= w.start_ms() + 1000);
         assert!(ms + 247 + 1000 <= w.end_ms());
     }
@@ -262,7 +264,7 @@ proptest! {
                     .map_err(|e| TestCaseError::fail(format!("{} {sb:?} window {len_s} s: {e}", region.name)))?;
                     prop_assert_eq!(v.power_dbm, power);
                     prop_assert!(!v.clamped);
-                    prop_assert!(window.contains_ms(crate::poc::witness::unix_ms(now)));
+                    prop_assert!(window.contains_ms(drivers::time::unix_ms(now)));
                     beacons += 1;
                     // On to the next window.
                     now = UNIX_EPOCH + Duration::from_millis(window.end_ms());

@@ -7,21 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::receipt::{ReceiptChain, TransferReceipt};
+use crate::pipeline::outcome::Outcome;
 
 /// How long the sequencer waits for the outcome of the next id while later ones are known
 /// before it gives that id up (a store whose outcome never came back).
 pub const STALL_MS: u64 = 60_000;
 /// Most outcomes held back waiting for an earlier id; beyond this the earliest gap is given up.
 pub const MAX_PENDING: usize = 16_384;
-
-/// What became of one uplink id the pipeline assigned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Committed to the durable outbox: forwarded; its PHYPayload.
-    Stored(Vec<u8>),
-    /// The store failed: the uplink was refused upstream and is not forwarded.
-    Failed,
-}
 
 /// Advances a [`ReceiptChain`] in uplink-id order (modulo 2³²) over outcomes given in any
 /// order. Pure: time is an argument.

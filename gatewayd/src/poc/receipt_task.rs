@@ -18,11 +18,12 @@ use tokio::sync::mpsc;
 
 use super::identity::{PublicKey, Signer};
 use super::receipt::{ReceiptChain, TransferReceipt};
-use super::receipt_order::{Outcome, ReceiptSequencer};
+use super::receipt_order::ReceiptSequencer;
 use super::receipt_state::{self, ReceiptState};
 use super::report::{Body, Report};
-use super::witness::unix_ms;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
+use crate::pipeline::outcome::UplinkOutcome;
+use drivers::time::{from_unix_ms, unix_ms};
 
 /// Ids skipped after a restart: more than can be assigned but not yet persisted, so an id
 /// published before a crash is never given to another uplink.
@@ -31,9 +32,6 @@ pub const RESTART_SKIP: u32 = 1 << 20;
 pub const TICK: Duration = Duration::from_secs(1);
 /// At most one "cannot save" warning this often (a full disk fails every save).
 const SAVE_WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// An uplink id and what became of it, from the pipeline.
-pub type UplinkOutcome = (u32, Outcome);
 
 /// Counters of the receipt task, for status and metrics.
 #[derive(Debug, Default)]
@@ -312,7 +310,7 @@ async fn publish(
         class: Class::Poc,
         topic: settings.topic.clone(),
         payload: signed.bytes().to_vec(),
-        expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)),
+        expires_at: Some(from_unix_ms(deadline_ms)),
     };
     match outbox.store(vec![msg]).await {
         Ok(()) => {
@@ -331,6 +329,7 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::outcome::Outcome;
     use crate::poc::receipt::genesis;
 
     #[test]

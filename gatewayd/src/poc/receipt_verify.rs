@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::identity::PublicKey;
+use super::reason::Reason;
 use super::receipt::{genesis, TransferReceipt};
-use super::verify::Reason;
 
 /// How a receipt that passed the order rules relates to its key's chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

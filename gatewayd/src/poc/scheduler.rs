@@ -4,11 +4,11 @@
 //! skip a window (with the reason). One beacon per aligned window at most, at a uniformly
 //! random instant inside it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::beacon::{Window, WINDOW_MARGIN};
 use super::entropy::EntropyBook;
-use super::witness::unix_ms;
+use drivers::time::{from_unix_ms, unix_ms};
 
 /// The random numbers the scheduler needs: the OS secure RNG in the daemon
 /// (`ring::rand::SystemRandom`), a fixed sequence in tests.
@@ -123,8 +123,7 @@ impl Scheduler {
 
     /// The planned window and beacon instant, if any.
     pub fn planned(&self) -> Option<(Window, SystemTime)> {
-        self.planned
-            .map(|(w, ms)| (w, UNIX_EPOCH + Duration::from_millis(ms)))
+        self.planned.map(|(w, ms)| (w, from_unix_ms(ms)))
     }
 
     /// Latest instant (Unix ms) a beacon of `w` may start: it ends a margin before the end.
@@ -188,7 +187,7 @@ impl Scheduler {
         };
         if now_ms < at_ms {
             return Step::Sleep {
-                until: UNIX_EPOCH + Duration::from_millis(at_ms),
+                until: from_unix_ms(at_ms),
             };
         }
         self.planned = None;

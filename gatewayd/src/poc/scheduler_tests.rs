@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::time::UNIX_EPOCH;
 
 use proptest::prelude::*;
 

@@ -13,9 +13,10 @@ use tokio::sync::mpsc;
 use super::beacon::BODY_LEN;
 use super::identity::Signer;
 use super::report::{Body, Report};
-use super::witness::{unix_ms, WitnessDetector};
+use super::witness::WitnessDetector;
 use crate::outbox::{Class, NewMessage, OutboxHandle};
 use crate::position::Whereabouts;
+use drivers::time::unix_ms;
 
 /// How long a witness report stays valid (and in the outbox) after it is made, by default
 /// (`[poc] report_validity_secs`).

@@ -3,15 +3,17 @@
 //! ([`beacon_report`]). Pure: the caller passes time, location and the guard's verdict.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use drivers::time::unix_ms;
 
 use drivers::radio::{Modulation, RxFrame};
 
 use super::beacon::{self, BeaconPlan, BODY_LEN};
 use super::report::{BeaconReport, WitnessReport};
 use super::wire::{Position, PositionSource, TimeSource};
-use crate::chirpstack::{LocationSource, SourcedLocation};
 use crate::guard::GuardConfig;
+use crate::position::{LocationSource, SourcedLocation};
 use crate::region::Region;
 
 /// How many recently seen beacon bodies are remembered (own and witnessed).
@@ -30,12 +32,6 @@ impl From<SourcedLocation> for Position {
             l.location.altitude,
         )
     }
-}
-
-/// Unix milliseconds of `t` (0 before the epoch).
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The time of an event and its source: the GPS time when there is one (the hotspot has a
@@ -231,7 +227,7 @@ mod tests {
             cable_loss_db: 0.5,
             ..GuardConfig::default()
         };
-        let tx = UNIX_EPOCH + Duration::from_millis(tx_time_ms());
+        let tx = drivers::time::from_unix_ms(tx_time_ms());
         let br = beacon_report(
             &plan,
             eu868(),

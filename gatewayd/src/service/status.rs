@@ -14,6 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::downlink::{DownlinkStatus, DutyCycleUse, GuardStatus};
+
 /// The socket's file name inside the runtime directory.
 pub const SOCKET_NAME: &str = "status.sock";
 /// The runtime directory when `$RUNTIME_DIRECTORY` is not set.
@@ -115,45 +117,6 @@ pub struct ClassCount {
     pub count: u64,
 }
 
-/// What the downlink path did since start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DownlinkStatus {
-    /// `command/down` payloads received.
-    pub received: u64,
-    /// Payloads rejected (malformed, another gateway's id).
-    pub rejected: u64,
-    /// Items the guard approved and handed to the radio backend.
-    pub scheduled: u64,
-    /// Downlinks one of whose items was sent (acked `OK`).
-    pub sent: u64,
-    /// Downlinks none of whose items could be sent.
-    pub failed: u64,
-    /// Items of the acks by their `gw.TxAckStatus` name (`OK`, `TOO_LATE`, …).
-    pub acks: BTreeMap<String, u64>,
-}
-
-/// What the regulatory guard decided since start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GuardStatus {
-    /// Transmissions approved.
-    pub approved: u64,
-    /// Approved transmissions the backend did not send (airtime refunded).
-    pub released: u64,
-    /// Approved transmissions whose power was lowered to the limit.
-    pub power_clamped: u64,
-    /// Refusals by reason (`frequency`, `duty_cycle`, …).
-    pub refusals: BTreeMap<String, u64>,
-}
-
-impl GuardStatus {
-    /// All refusals.
-    pub fn refused(&self) -> u64 {
-        self.refusals.values().sum()
-    }
-}
-
 /// The radio backend's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -187,20 +150,6 @@ pub struct MqttStatus {
     pub commands_total: u64,
     /// Commands discarded, by reason (`oversized`, `queue_full`, `topic`, `unknown`, `busy`).
     pub commands_dropped: BTreeMap<String, u64>,
-}
-
-/// Duty-cycle use of one sub-band.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DutyCycleUse {
-    /// Sub-band name as the region names it (EU868: `K`, `L`, `M`, `N`, `P`, `R`).
-    pub band: String,
-    /// Fraction of the band's allowance used in the current window, 0.0..=1.0.
-    pub used_ratio: f64,
-    /// Airtime used in the sliding hour, seconds.
-    pub used_seconds: f64,
-    /// The band's airtime budget per sliding hour, seconds.
-    pub budget_seconds: f64,
 }
 
 /// GPS state.
