@@ -108,7 +108,11 @@ pub enum PocCommand {
     },
 }
 
-fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not one of off, error, warn, info, debug, trace"))
+/// `--log-level` is not a level.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not one of off, error, warn, info, debug, trace")]
+pub struct LevelError(String);
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, LevelError> {
+    s.parse().map_err(|_| LevelError(s.to_owned()))
 }

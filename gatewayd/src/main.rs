@@ -36,7 +36,9 @@ fn main() -> ExitCode {
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log::error!("{e:#}");
+                    // The crate's error messages already name their cause; `{e:#}` would
+                    // repeat every `#[source]` after it.
+                    log::error!("{e}");
                     ExitCode::from(1)
                 }
             }

@@ -70,6 +70,7 @@ pub fn poc(command: PocCommand) -> ExitCode {
             .map_err(|e| format!("{name}: {e}"))
             .and_then(|file| {
                 commands::parse_uplinks(&name, &mut BufReader::new(file), &mut received)
+                    .map_err(|e| e.to_string())
             });
         if let Err(e) = parsed {
             return fail("poc verify", e);

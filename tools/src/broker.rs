@@ -26,6 +26,62 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the broker to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a broker did not start; names the file, binary or port at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Its temp dir could not be created.
+    #[error("temp dir for mosquitto: {0}")]
+    TempDir(#[source] std::io::Error),
+    /// Its config could not be written.
+    #[error("write conf {}: {source}", path.display())]
+    WriteConf {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its log could not be opened.
+    #[error("open log {}: {source}", path.display())]
+    OpenLog {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The binary could not be run.
+    #[error("spawn {}: {source}", binary.display())]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It exited while starting.
+    #[error("mosquitto exited ({status}) on port {port}: {log}")]
+    Exited {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its port.
+        port: u16,
+        /// Its log.
+        log: String,
+    },
+    /// It did not accept connections in time (and was killed).
+    #[error("mosquitto did not accept on port {port} within {START_TIMEOUT:?}: {log}")]
+    NotAccepting {
+        /// Its port.
+        port: u16,
+        /// Its log.
+        log: String,
+    },
+    /// Every attempt failed; the last one's reason.
+    #[error("mosquitto did not start: {0} (install it: scripts/setup)")]
+    NotStarted(#[source] Box<BrokerError>),
+}
+
 /// A Mosquitto process listening on 127.0.0.1:`port()`.
 pub struct Mosquitto {
     dir: tempfile::TempDir,
@@ -54,18 +110,18 @@ impl Mosquitto {
     }
 
     /// Start a broker, or say why it could not start.
-    pub fn try_start(persistent: bool) -> Result<Mosquitto, String> {
+    pub fn try_start(persistent: bool) -> Result<Mosquitto, BrokerError> {
         Mosquitto::try_start_with(persistent, "")
     }
 
     /// Start a broker whose config ends with `extra` (e.g. a second, TLS listener; the
     /// plain listener on [`Mosquitto::port`] stays first).
-    pub fn try_start_with(persistent: bool, extra: &str) -> Result<Mosquitto, String> {
-        let mut last_error = String::new();
+    pub fn try_start_with(persistent: bool, extra: &str) -> Result<Mosquitto, BrokerError> {
         // Another process may take the free port between probe and bind: try a few.
-        for _ in 0..5 {
+        let mut attempt = 1;
+        loop {
             let mut m = Mosquitto {
-                dir: tempfile::tempdir().map_err(|e| format!("temp dir for mosquitto: {e}"))?,
+                dir: tempfile::tempdir().map_err(BrokerError::TempDir)?,
                 port: free_port(),
                 persistent,
                 extra: extra.to_string(),
@@ -73,12 +129,10 @@ impl Mosquitto {
             };
             match m.spawn() {
                 Ok(()) => return Ok(m),
-                Err(e) => last_error = e,
+                Err(e) if attempt == 5 => return Err(BrokerError::NotStarted(Box::new(e))),
+                Err(_) => attempt += 1,
             }
         }
-        Err(format!(
-            "mosquitto did not start: {last_error} (install it: scripts/setup)"
-        ))
     }
 
     fn conf_path(&self) -> PathBuf {
@@ -89,7 +143,7 @@ impl Mosquitto {
         self.dir.path().join("mosquitto.log")
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self) -> Result<(), BrokerError> {
         let mut conf = format!(
             "listener {} 127.0.0.1\nset_tcp_nodelay true\nallow_anonymous true\nuser root\nlog_dest stderr\n\
              log_type error\nlog_type warning\nlog_type notice\nmax_queued_messages 100000\n",
@@ -104,12 +158,18 @@ impl Mosquitto {
             conf.push_str("persistence false\n");
         }
         conf.push_str(&self.extra);
-        std::fs::write(self.conf_path(), conf).map_err(|e| format!("write conf: {e}"))?;
+        std::fs::write(self.conf_path(), conf).map_err(|source| BrokerError::WriteConf {
+            path: self.conf_path(),
+            source,
+        })?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
-            .map_err(|e| format!("open log: {e}"))?;
+            .map_err(|source| BrokerError::OpenLog {
+                path: self.log_path(),
+                source,
+            })?;
         let bin = mosquitto_binary();
         let mut child = Command::new(&bin)
             .arg("-c")
@@ -118,15 +178,18 @@ impl Mosquitto {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+            .map_err(|source| BrokerError::Spawn {
+                binary: bin.clone(),
+                source,
+            })?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "mosquitto exited ({status}) on port {}: {}",
-                    self.port,
-                    self.log()
-                ));
+                return Err(BrokerError::Exited {
+                    status,
+                    port: self.port,
+                    log: self.log(),
+                });
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 self.child = Some(child);
@@ -135,11 +198,10 @@ impl Mosquitto {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "mosquitto did not accept on port {} within {START_TIMEOUT:?}: {}",
-                    self.port,
-                    self.log()
-                ));
+                return Err(BrokerError::NotAccepting {
+                    port: self.port,
+                    log: self.log(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

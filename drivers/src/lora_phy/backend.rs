@@ -54,7 +54,7 @@ pub async fn spawn<H: LoraHardware>(
 ) -> Result<Radio, LoraPhyError> {
     let (events_tx, events) = mpsc::channel(256);
     let (control, commands) = RadioControl::channel(32);
-    let (started_tx, started_rx) = oneshot::channel::<Result<(), String>>();
+    let (started_tx, started_rx) = oneshot::channel::<Result<(), std::io::Error>>();
     let max_tx_power_dbm = settings.tx_power_max_dbm;
     std::thread::Builder::new()
         .name("lora-phy".into())
@@ -65,17 +65,17 @@ pub async fn spawn<H: LoraHardware>(
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = started_tx.send(Err(e.to_string()));
+                    let _ = started_tx.send(Err(e));
                     return;
                 }
             };
             let _ = started_tx.send(Ok(()));
             rt.block_on(run(settings, hardware, events_tx, commands, shutdown));
         })
-        .map_err(|e| LoraPhyError::Thread(e.to_string()))?;
+        .map_err(LoraPhyError::Thread)?;
     started_rx
         .await
-        .map_err(|_| LoraPhyError::Thread("the thread ended before starting".into()))?
+        .map_err(|_| LoraPhyError::ThreadEnded)?
         .map_err(LoraPhyError::Thread)?;
     Ok(Radio {
         events,

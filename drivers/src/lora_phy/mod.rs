@@ -38,9 +38,15 @@ pub enum LoraPhyError {
     /// The chip did not behave (names the operation, the device and the pin involved).
     #[error("{0}")]
     Chip(String),
-    /// The backend thread could not be started.
+    /// A GPIO line could not be requested (names the pin, the line, the chip and what to fix).
+    #[error(transparent)]
+    Gpio(#[from] linux::GpioError),
+    /// The backend thread or its runtime could not be started.
     #[error("could not start the lora-phy backend thread: {0}")]
-    Thread(String),
+    Thread(#[source] std::io::Error),
+    /// The backend thread ended before it started its runtime.
+    #[error("could not start the lora-phy backend thread: the thread ended before starting")]
+    ThreadEnded,
 }
 
 /// A cloneable slot where adapters leave the detail of their last failure.

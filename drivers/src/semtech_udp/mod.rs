@@ -28,7 +28,7 @@ pub use packet::{id, Packet, Version, MAX_DATAGRAM};
 pub use push_data::{decode_push_data, PushData, MAX_RXPK};
 pub use rxpk::{decode_rxpk, mhz_to_hz};
 pub use stat::decode_stat;
-pub use time::{parse_iso8601, parse_stat_time};
+pub use time::{parse_iso8601, parse_stat_time, TimeError};
 pub use txpk::{decode_tx_ack, encode_pull_resp, encode_txpk};
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ pub fn decode_rxpk<'a>(index: usize, value: &'a Value<'a>) -> Result<Vec<RxFrame
     };
     let tmst = f.req("tmst", f.u32("tmst")?)?;
     let time = match f.str("time")? {
-        Some(s) => Some(parse_iso8601(s).map_err(|e| f.bad("time", e))?),
+        Some(s) => Some(parse_iso8601(s).map_err(|e| f.bad("time", e.to_string()))?),
         None => None,
     };
     let gps_time = f

@@ -52,7 +52,7 @@ pub fn decode_stat(value: &Value<'_>) -> Result<RadioStats, GwmpError> {
     };
     let time = match obj.get("time") {
         None | Some(Value::Null) => None,
-        Some(Value::Str(s)) => Some(parse_stat_time(s).map_err(|e| bad("time", e))?),
+        Some(Value::Str(s)) => Some(parse_stat_time(s).map_err(|e| bad("time", e.to_string()))?),
         Some(v) => return Err(bad("time", format!("expected a string, got {v}"))),
     };
     let lat = in_range(obj, "lati", -90.0, 90.0)?;

@@ -6,22 +6,82 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::time::{days_from_civil, days_in_month};
 
-fn digits(s: &str, what: &str) -> Result<u32, String> {
+/// Why a GWMP time field is not a time; names the part at fault and its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// A part is not made of digits.
+    #[error("{what} {text:?} is not a number")]
+    NotANumber {
+        /// Which part (year, month, …).
+        what: &'static str,
+        /// Its text.
+        text: String,
+    },
+    /// A part has too many digits.
+    #[error("{what} {text:?} is too large")]
+    TooLarge {
+        /// Which part.
+        what: &'static str,
+        /// Its text.
+        text: String,
+        /// Why.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// The date is not `YYYY-MM-DD`.
+    #[error("date {0:?} is not YYYY-MM-DD")]
+    DateShape(String),
+    /// No such day.
+    #[error("date {0:?} does not exist")]
+    NoSuchDate(String),
+    /// The time of day is not `HH:MM:SS`.
+    #[error("time {0:?} is not HH:MM:SS")]
+    ClockShape(String),
+    /// No such time of day.
+    #[error("time {0:?} does not exist")]
+    NoSuchTime(String),
+    /// The fraction of a second has no digits or more than 9.
+    #[error("fraction {0:?} must have 1 to 9 digits")]
+    Fraction(String),
+    /// The date is before the Unix epoch.
+    #[error("date {0:?} is before 1970")]
+    Before1970(String),
+    /// An rxpk time not in UTC.
+    #[error("{0:?} does not end in Z (UTC)")]
+    NoZ(String),
+    /// An rxpk time without `T`.
+    #[error("{0:?} has no T between date and time")]
+    NoT(String),
+    /// A stat time without date and time.
+    #[error("{0:?} is not \"YYYY-MM-DD HH:MM:SS GMT\"")]
+    StatShape(String),
+    /// A stat time in another zone.
+    #[error("{0:?} is not in UTC/GMT")]
+    NotUtc(String),
+}
+
+fn digits(s: &str, what: &'static str) -> Result<u32, TimeError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{what} {s:?} is not a number"));
+        return Err(TimeError::NotANumber {
+            what,
+            text: s.to_owned(),
+        });
     }
-    s.parse::<u32>()
-        .map_err(|_| format!("{what} {s:?} is too large"))
+    s.parse::<u32>().map_err(|source| TimeError::TooLarge {
+        what,
+        text: s.to_owned(),
+        source,
+    })
 }
 
 /// `YYYY-MM-DD` and `HH:MM:SS` (+ optional fraction digits) → time since the Unix epoch.
-fn civil(date: &str, clock: &str) -> Result<SystemTime, String> {
+fn civil(date: &str, clock: &str) -> Result<SystemTime, TimeError> {
     let mut d = date.split('-');
     let (Some(y), Some(mo), Some(da), None) = (d.next(), d.next(), d.next(), d.next()) else {
-        return Err(format!("date {date:?} is not YYYY-MM-DD"));
+        return Err(TimeError::DateShape(date.to_owned()));
     };
     if y.len() != 4 || mo.len() != 2 || da.len() != 2 {
-        return Err(format!("date {date:?} is not YYYY-MM-DD"));
+        return Err(TimeError::DateShape(date.to_owned()));
     }
     let (year, month, day) = (
         i64::from(digits(y, "year")?),
@@ -31,7 +91,7 @@ fn civil(date: &str, clock: &str) -> Result<SystemTime, String> {
     // Two digits each, so both fit in a u8.
     let (month, day) = (month as u8, day as u8);
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return Err(format!("date {date:?} does not exist"));
+        return Err(TimeError::NoSuchDate(date.to_owned()));
     }
     let (hms, frac) = match clock.split_once('.') {
         Some((hms, frac)) => (hms, Some(frac)),
@@ -39,10 +99,10 @@ fn civil(date: &str, clock: &str) -> Result<SystemTime, String> {
     };
     let mut t = hms.split(':');
     let (Some(h), Some(mi), Some(s), None) = (t.next(), t.next(), t.next(), t.next()) else {
-        return Err(format!("time {clock:?} is not HH:MM:SS"));
+        return Err(TimeError::ClockShape(clock.to_owned()));
     };
     if h.len() != 2 || mi.len() != 2 || s.len() != 2 {
-        return Err(format!("time {clock:?} is not HH:MM:SS"));
+        return Err(TimeError::ClockShape(clock.to_owned()));
     }
     let (hour, min, sec) = (
         digits(h, "hour")?,
@@ -51,43 +111,43 @@ fn civil(date: &str, clock: &str) -> Result<SystemTime, String> {
     );
     // 60 is a leap second; it folds onto the next second like most clocks do.
     if hour > 23 || min > 59 || sec > 60 {
-        return Err(format!("time {clock:?} does not exist"));
+        return Err(TimeError::NoSuchTime(clock.to_owned()));
     }
     let nanos = match frac {
         None => 0,
         Some(f) if f.is_empty() || f.len() > 9 => {
-            return Err(format!("fraction {f:?} must have 1 to 9 digits"));
+            return Err(TimeError::Fraction(f.to_owned()));
         }
         Some(f) => digits(f, "fraction")? * 10u32.pow(9 - f.len() as u32),
     };
     let days = days_from_civil(year, month, day);
     if days < 0 {
-        return Err(format!("date {date:?} is before 1970"));
+        return Err(TimeError::Before1970(date.to_owned()));
     }
     let secs = days as u64 * 86_400 + u64::from(hour) * 3600 + u64::from(min) * 60 + u64::from(sec);
     Ok(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// Parse the rxpk `time` field: ISO 8601 "compact" UTC, e.g. `2013-03-31T16:21:17.528002Z`.
-pub fn parse_iso8601(s: &str) -> Result<SystemTime, String> {
+pub fn parse_iso8601(s: &str) -> Result<SystemTime, TimeError> {
     let Some(rest) = s.strip_suffix('Z') else {
-        return Err(format!("{s:?} does not end in Z (UTC)"));
+        return Err(TimeError::NoZ(s.to_owned()));
     };
     let Some((date, clock)) = rest.split_once('T') else {
-        return Err(format!("{s:?} has no T between date and time"));
+        return Err(TimeError::NoT(s.to_owned()));
     };
     civil(date, clock)
 }
 
 /// Parse the stat `time` field: `2014-01-12 08:59:28 GMT` (also accepts `UTC` or no zone).
-pub fn parse_stat_time(s: &str) -> Result<SystemTime, String> {
+pub fn parse_stat_time(s: &str) -> Result<SystemTime, TimeError> {
     let mut parts = s.split(' ');
     let (Some(date), Some(clock)) = (parts.next(), parts.next()) else {
-        return Err(format!("{s:?} is not \"YYYY-MM-DD HH:MM:SS GMT\""));
+        return Err(TimeError::StatShape(s.to_owned()));
     };
     match (parts.next(), parts.next()) {
         (None | Some("GMT") | Some("UTC") | Some("Z"), None) => civil(date, clock),
-        _ => Err(format!("{s:?} is not in UTC/GMT")),
+        _ => Err(TimeError::NotUtc(s.to_owned())),
     }
 }
 

@@ -248,28 +248,43 @@ impl Builder<'_> {
             .enumerate()
             .map(|(i, v)| {
                 parse_prefix(v, width)
-                    .map_err(|m| self.invalid(&format!("{key}[{i}]"), format!("{v:?}: {m}")))
+                    .map_err(|e| self.invalid(&format!("{key}[{i}]"), format!("{v:?}: {e}")))
             })
             .collect()
     }
 }
 
+/// Why a `HEX/BITS` prefix is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// No `/` between value and length.
+    #[error("expected HEX/BITS, e.g. \"26000000/7\"")]
+    NoSlash,
+    /// The value has the wrong number of digits for the identifier.
+    #[error("the value must be {0} hex digits")]
+    Digits(usize),
+    /// The value is not hexadecimal.
+    #[error("the value is not hexadecimal")]
+    NotHex(#[source] std::num::ParseIntError),
+    /// The length is not a number.
+    #[error("the length is not a number")]
+    BadLength(#[source] std::num::ParseIntError),
+    /// The length is longer than the identifier.
+    #[error("the length must be 0..={0}")]
+    TooLong(u8),
+}
+
 /// Parse `"26000000/7"` (hex value, prefix length in bits) for an identifier of `width` bits.
-pub fn parse_prefix(text: &str, width: u8) -> Result<Prefix, String> {
-    let (hex, bits) = text
-        .split_once('/')
-        .ok_or_else(|| "expected HEX/BITS, e.g. \"26000000/7\"".to_string())?;
+pub fn parse_prefix(text: &str, width: u8) -> Result<Prefix, PrefixError> {
+    let (hex, bits) = text.split_once('/').ok_or(PrefixError::NoSlash)?;
     let digits = usize::from(width / 4);
     if hex.len() != digits {
-        return Err(format!("the value must be {digits} hex digits"));
+        return Err(PrefixError::Digits(digits));
     }
-    let value =
-        u64::from_str_radix(hex, 16).map_err(|_| "the value is not hexadecimal".to_string())?;
-    let bits: u8 = bits
-        .parse()
-        .map_err(|_| "the length is not a number".to_string())?;
+    let value = u64::from_str_radix(hex, 16).map_err(PrefixError::NotHex)?;
+    let bits: u8 = bits.parse().map_err(PrefixError::BadLength)?;
     if bits > width {
-        return Err(format!("the length must be 0..={width}"));
+        return Err(PrefixError::TooLong(width));
     }
     Ok(Prefix { value, bits, width })
 }

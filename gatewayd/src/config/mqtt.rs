@@ -107,7 +107,7 @@ pub(super) fn build_mqtt(b: &Builder<'_>, m: &raw::RawMqtt) -> Result<MqttConfig
         ));
     }
     let poc_topic = PocTopic::parse(&m.poc_topic, &m.topic_prefix)
-        .map_err(|message| b.invalid("mqtt.poc_topic", message))?;
+        .map_err(|e| b.invalid("mqtt.poc_topic", e.to_string()))?;
     if m.qos > 1 {
         return Err(b.invalid("mqtt.qos", "must be 0 or 1"));
     }

@@ -37,6 +37,66 @@ impl PocKind {
     }
 }
 
+/// Why a `poc_topic` template is refused (each message starts with the template).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PocTopicError {
+    /// A `{` without its `}` or the other way round.
+    #[error("{0:?}: unbalanced brace; placeholders are {{prefix}}, {{gateway_id}} and {{kind}}")]
+    Unbalanced(String),
+    /// A placeholder other than `{prefix}`, `{gateway_id}` and `{kind}`.
+    #[error(
+        "{template:?}: unknown placeholder {{{name}}}; use {{prefix}}, {{gateway_id}} and {{kind}}"
+    )]
+    UnknownPlaceholder {
+        /// The template.
+        template: String,
+        /// The placeholder's name.
+        name: String,
+    },
+    /// `{gateway_id}` or `{kind}` is missing.
+    #[error(
+        "{0:?}: must contain {{gateway_id}} and {{kind}} (each hotspot and each report kind on \
+         its own topic), e.g. {DEFAULT_POC_TOPIC:?}"
+    )]
+    MissingPlaceholder(String),
+    /// The rendered topic has a wildcard, an empty level or a leading or trailing `/`.
+    #[error(
+        "{template:?}: gives {sample:?}; a topic has no wildcards (+, #), no empty level and no \
+         leading or trailing '/'"
+    )]
+    NotATopic {
+        /// The template.
+        template: String,
+        /// A topic it renders.
+        sample: String,
+    },
+    /// The rendered topic is longer than MQTT allows.
+    #[error("{template:?}: gives a topic of {bytes} bytes; MQTT allows 65535")]
+    TooLong {
+        /// The template.
+        template: String,
+        /// The rendered topic's length.
+        bytes: usize,
+    },
+    /// The rendered topic lies in the ChirpStack gateway protocol's own namespace.
+    #[error(
+        "{template:?}: gives {sample:?}, in the ChirpStack gateway protocol's {namespace}/ \
+         topics, where a network server takes every message for one of its own (ChirpStack \
+         subscribes {prefix}/gateway/+/event/+ and logs an error for each report); use a topic \
+         outside event/, state/ and command/, e.g. the default {DEFAULT_POC_TOPIC:?}"
+    )]
+    Reserved {
+        /// The template.
+        template: String,
+        /// `event`, `state` or `command`.
+        namespace: String,
+        /// The `topic_prefix`.
+        prefix: String,
+        /// A topic it renders.
+        sample: String,
+    },
+}
+
 /// A validated `poc_topic` template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PocTopic(String);
@@ -50,33 +110,27 @@ impl Default for PocTopic {
 impl PocTopic {
     /// Check `template` for topics under `prefix` (a valid `topic_prefix`); the error says
     /// what is wrong, for the key `mqtt.poc_topic`.
-    pub fn parse(template: &str, prefix: &str) -> Result<PocTopic, String> {
+    pub fn parse(template: &str, prefix: &str) -> Result<PocTopic, PocTopicError> {
         let mut rest = template;
         let mut names = Vec::new();
         while let Some(open) = rest.find(['{', '}']) {
             let after = &rest[open + 1..];
             let close = after.find('}').filter(|_| rest.as_bytes()[open] == b'{');
             let Some(close) = close.filter(|c| !after[..*c].contains('{')) else {
-                return Err(format!(
-                    "{template:?}: unbalanced brace; placeholders are {{prefix}}, {{gateway_id}} \
-                     and {{kind}}"
-                ));
+                return Err(PocTopicError::Unbalanced(template.to_string()));
             };
             let name = &after[..close];
             if !["prefix", "gateway_id", "kind"].contains(&name) {
-                return Err(format!(
-                    "{template:?}: unknown placeholder {{{name}}}; use {{prefix}}, {{gateway_id}} \
-                     and {{kind}}"
-                ));
+                return Err(PocTopicError::UnknownPlaceholder {
+                    template: template.to_string(),
+                    name: name.to_string(),
+                });
             }
             names.push(name);
             rest = &after[close + 1..];
         }
         if !names.contains(&"kind") || !names.contains(&"gateway_id") {
-            return Err(format!(
-                "{template:?}: must contain {{gateway_id}} and {{kind}} (each hotspot and each \
-                 report kind on its own topic), e.g. {DEFAULT_POC_TOPIC:?}"
-            ));
+            return Err(PocTopicError::MissingPlaceholder(template.to_string()));
         }
         let topic = PocTopic(template.to_string());
         let sample = topic.render(prefix, Eui64([1, 2, 3, 4, 5, 6, 7, 8]), PocKind::Witness);
@@ -85,27 +139,26 @@ impl PocTopic {
             || sample.ends_with('/')
             || sample.contains("//")
         {
-            return Err(format!(
-                "{template:?}: gives {sample:?}; a topic has no wildcards (+, #), no empty \
-                 level and no leading or trailing '/'"
-            ));
+            return Err(PocTopicError::NotATopic {
+                template: template.to_string(),
+                sample,
+            });
         }
         if sample.len() > 65_535 {
-            return Err(format!(
-                "{template:?}: gives a topic of {} bytes; MQTT allows 65535",
-                sample.len()
-            ));
+            return Err(PocTopicError::TooLong {
+                template: template.to_string(),
+                bytes: sample.len(),
+            });
         }
         let levels: Vec<&str> = sample.split('/').collect();
         if let [.., gateway, _, namespace, _] = levels.as_slice() {
             if *gateway == "gateway" && RESERVED.contains(namespace) {
-                return Err(format!(
-                    "{template:?}: gives {sample:?}, in the ChirpStack gateway protocol's \
-                     {namespace}/ topics, where a network server takes every message for one of \
-                     its own (ChirpStack subscribes {prefix}/gateway/+/event/+ and logs an error \
-                     for each report); use a topic outside event/, state/ and command/, e.g. \
-                     the default {DEFAULT_POC_TOPIC:?}"
-                ));
+                return Err(PocTopicError::Reserved {
+                    template: template.to_string(),
+                    namespace: (*namespace).to_string(),
+                    prefix: prefix.to_string(),
+                    sample: sample.clone(),
+                });
             }
         }
         Ok(topic)
@@ -226,11 +279,12 @@ mod tests {
             ("", "{kind}"),
         ] {
             let e = PocTopic::parse(template, "eu868").unwrap_err();
-            assert!(e.contains(says), "{template:?}: {e}");
+            assert!(e.to_string().contains(says), "{template:?}: {e}");
         }
         let long = format!("{}/{{gateway_id}}/{{kind}}", "x".repeat(70_000));
         assert!(PocTopic::parse(&long, "eu868")
             .unwrap_err()
+            .to_string()
             .contains("65535"));
     }
 }

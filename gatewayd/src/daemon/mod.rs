@@ -35,21 +35,37 @@ pub enum DaemonError {
     /// The outbox could not be opened.
     #[error("outbox: {0}")]
     Outbox(#[from] OutboxError),
-    /// The radio backend could not start.
+    /// The Semtech UDP radio backend could not start.
     #[error("radio: {0}")]
-    Radio(String),
+    SemtechUdp(#[source] drivers::semtech_udp::GwmpError),
+    /// The lora-phy radio backend could not start.
+    #[error("radio: {0}")]
+    LoraPhy(#[source] drivers::lora_phy::LoraPhyError),
+    /// The simulated radio backend could not start.
+    #[error("radio: {0}")]
+    Simulated(#[source] drivers::sim::SimError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
+    Signals(#[source] std::io::Error),
     /// The hotspot's key file is unsafe or unreadable.
     #[error("identity: {0}")]
-    Identity(String),
-    /// Running as root is not allowed by the config, or dropping privileges failed.
+    Identity(#[source] crate::poc::identity::IdentityError),
+    /// Started as root with no `service.user` and `allow_root` not set (the message says
+    /// which settings to change).
     #[error("{0}")]
-    Privileges(String),
-    /// The regulatory guard (region, settings, duty-cycle ledger) could not be set up.
+    RootRefused(String),
+    /// Handing the state directory to the service user, or dropping privileges, failed.
+    #[error("{0}")]
+    Privileges(#[from] crate::service::privileges::PrivilegeError),
+    /// `gateway.region` names no region the guard knows.
+    #[error("regulatory guard: unknown region {0}")]
+    UnknownRegion(String),
+    /// The guard's settings are invalid.
     #[error("regulatory guard: {0}")]
-    Guard(String),
+    Guard(#[source] crate::guard::GuardError),
+    /// The duty-cycle ledger could not be opened or used.
+    #[error("regulatory guard: {0}")]
+    Ledger(#[source] crate::guard::LedgerError),
 }
 
 /// Run until SIGTERM or SIGINT, reloading the config on SIGHUP.

@@ -93,7 +93,7 @@ pub(super) async fn start(
         config.service.allow_root,
     );
     if let Decision::Refuse(why) = &decision {
-        return Err(DaemonError::Privileges(why.clone()));
+        return Err(DaemonError::RootRefused(why.clone()));
     }
     if decision == Decision::StayRoot {
         log::warn!("running as root (service.allow_root = true)");
@@ -117,7 +117,7 @@ pub(super) async fn start(
     // distrusted (guard::ledger_check), not taken for a first start.
     let used_before = key_path.exists();
     let identity = crate::poc::identity::KeyFileSigner::load_or_create(&key_path)
-        .map_err(|e| DaemonError::Identity(e.to_string()))?;
+        .map_err(DaemonError::Identity)?;
     log::info!("hotspot identity {}", identity.public_key().address());
     let outbox = OutboxHandle::open(&config.outbox)?;
     log::info!("outbox: {}", config.outbox.path.display());
@@ -185,8 +185,8 @@ pub(super) async fn start(
         None => None,
     };
     if let Decision::DropTo(user) = &decision {
-        hand_over_state(&config.gateway.state_dir, user).map_err(DaemonError::Privileges)?;
-        let d = privileges::drop_to(user).map_err(|e| DaemonError::Privileges(e.to_string()))?;
+        privileges::hand_over(&config.gateway.state_dir, user)?;
+        let d = privileges::drop_to(user)?;
         log::info!("running as {user} (uid {}, gid {})", d.uid, d.gid);
     }
 
@@ -314,7 +314,7 @@ async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio,
             };
             let (radio, _handle) = drivers::semtech_udp::spawn(cfg, token)
                 .await
-                .map_err(|e| DaemonError::Radio(e.to_string()))?;
+                .map_err(DaemonError::SemtechUdp)?;
             Ok(radio)
         }
         RadioConfig::LoraPhy(settings) => {
@@ -322,11 +322,11 @@ async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio,
             let hardware = drivers::lora_phy::linux::LinuxHardware::new(&settings);
             drivers::lora_phy::spawn(settings, hardware, token)
                 .await
-                .map_err(|e| DaemonError::Radio(e.to_string()))
+                .map_err(DaemonError::LoraPhy)
         }
         RadioConfig::Simulated(sim) => drivers::sim::radio::spawn((**sim).clone(), token)
             .await
-            .map_err(|e| DaemonError::Radio(e.to_string())),
+            .map_err(DaemonError::Simulated),
     }
 }
 
@@ -351,24 +351,23 @@ fn tx_gate(
 ) -> Result<(TxGate, Option<String>), DaemonError> {
     use crate::guard::{ledger_check, Guard};
     let region = crate::region::Region::by_name(&config.gateway.region)
-        .ok_or_else(|| DaemonError::Guard(format!("unknown region {}", config.gateway.region)))?;
+        .ok_or_else(|| DaemonError::UnknownRegion(config.gateway.region.clone()))?;
     let path = config.gateway.state_dir.join("dutycycle.sqlite");
     let now = std::time::SystemTime::now();
-    let (ledger, distrust) = ledger_check::open_checked(&path, used_before, now)
-        .map_err(|e| DaemonError::Guard(e.to_string()))?;
+    let (ledger, distrust) =
+        ledger_check::open_checked(&path, used_before, now).map_err(DaemonError::Ledger)?;
     let settings = crate::guard::GuardConfig {
         backend_can_lbt,
         ..config.gateway.guard.clone()
     };
-    let guard =
-        Guard::new(region, settings, ledger).map_err(|e| DaemonError::Guard(e.to_string()))?;
+    let guard = Guard::new(region, settings, ledger).map_err(DaemonError::Guard)?;
     // Airtime is charged on the ledger's own timeline, which wall-clock steps do not move.
     let (mut guard, resumed) = guard
         .with_ledger_clock(
             std::sync::Arc::new(crate::guard::KernelClock),
             std::time::SystemTime::now(),
         )
-        .map_err(|e| DaemonError::Guard(e.to_string()))?;
+        .map_err(DaemonError::Ledger)?;
     if resumed == crate::guard::Resumed::AfterReboot {
         log::info!(
             "duty cycle: the machine rebooted since the last transmission; the airtime of the \
@@ -378,9 +377,7 @@ fn tx_gate(
     let note = match distrust {
         None => None,
         Some(why) => {
-            let until = guard
-                .assume_fully_used(now)
-                .map_err(|e| DaemonError::Guard(e.to_string()))?;
+            let until = guard.assume_fully_used(now).map_err(DaemonError::Ledger)?;
             let line = format!(
                 "duty-cycle ledger {}: {why}; every duty-cycled band counts as fully used \
                  until {} (one window), no transmissions before",
@@ -393,21 +390,6 @@ fn tx_gate(
     };
     // Longer than any backend's own wait (the GWMP TX_ACK timeout is 2 s).
     Ok((TxGate::new(guard, control, Duration::from_secs(5)), note))
-}
-
-/// Give the state directory to `user` before dropping to it, so the outbox stays writable.
-fn hand_over_state(dir: &std::path::Path, user: &str) -> Result<(), String> {
-    let u = nix::unistd::User::from_name(user)
-        .map_err(|e| format!("cannot look up user {user}: {e}"))?
-        .ok_or_else(|| format!("no user {user:?} (create it, or change service.user)"))?;
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let paths =
-        std::iter::once(dir.to_path_buf()).chain(entries.filter_map(|e| e.ok()).map(|e| e.path()));
-    for p in paths {
-        std::os::unix::fs::chown(&p, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
-            .map_err(|e| format!("chown {}: {e}", p.display()))?;
-    }
-    Ok(())
 }
 
 fn bind_status(config: &Config) -> Option<status::StatusServer> {

@@ -85,7 +85,27 @@ impl Drop for AbortOnDrop {
 
 enum Ended {
     Shutdown,
-    Lost(String),
+    Lost(LinkError),
+}
+
+/// Why one connection ended (logged, and shown in status as the reason for the retry).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// The connection's options could not be built (TLS files).
+    #[error(transparent)]
+    Options(#[from] options::OptionsError),
+    /// The rumqttc task stopped without an error.
+    #[error("the MQTT event loop stopped")]
+    EventLoopStopped,
+    /// The connection failed.
+    #[error("{0}")]
+    Connection(#[source] Box<ConnectionError>),
+    /// The command subscription could not be queued.
+    #[error("cannot subscribe to commands: {0}")]
+    Subscribe(#[source] rumqttc::ClientError),
+    /// The ONLINE connection state could not be queued.
+    #[error("cannot publish the connection state: {0}")]
+    ConnState(#[source] rumqttc::ClientError),
 }
 
 struct Link {
@@ -153,8 +173,10 @@ pub(crate) async fn run(
                     ),
                     None => log::debug!("mqtt: {host}:{port}: {reason}; retrying in {secs:.1} s"),
                 }
-                link.state
-                    .send_replace(LinkState::Disconnected { reason, retry_in });
+                link.state.send_replace(LinkState::Disconnected {
+                    reason: reason.to_string(),
+                    retry_in,
+                });
                 tokio::select! {
                     _ = tokio::time::sleep(retry_in) => {}
                     _ = link.shutdown.cancelled() => break,
@@ -198,7 +220,7 @@ impl Link {
     async fn connection(&mut self, backoff: &mut Backoff) -> Ended {
         let options = match options::build(&self.config, self.gateway) {
             Ok(o) => o,
-            Err(e) => return Ended::Lost(e),
+            Err(e) => return Ended::Lost(e.into()),
         };
         let window = usize::from(self.config.inflight);
         // A fresh client and event loop per attempt: nothing stale is replayed.
@@ -280,10 +302,10 @@ impl Link {
         s: &mut Session,
         polled: Option<Polled>,
         backoff: &mut Backoff,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         match polled {
-            None => Err("the MQTT event loop stopped".to_string()),
-            Some(Polled::Failed(e)) => Err(e.to_string()),
+            None => Err(LinkError::EventLoopStopped),
+            Some(Polled::Failed(e)) => Err(LinkError::Connection(Box::new(e))),
             Some(Polled::Event(ev)) => self.handle(s, ev, backoff),
             Some(Polled::Oversized { topic, len }) => {
                 self.counters.dropped(CommandDrop::Oversized);
@@ -304,7 +326,7 @@ impl Link {
         s: &mut Session,
         event: Event,
         backoff: &mut Backoff,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         match event {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 s.connected = true;
@@ -318,11 +340,11 @@ impl Link {
                 );
                 s.client
                     .try_subscribe(format!("{}+", self.command_prefix), QoS::AtLeastOnce)
-                    .map_err(|e| format!("cannot subscribe to commands: {e}"))?;
+                    .map_err(LinkError::Subscribe)?;
                 let online = conn_state_payload(self.gateway, true, self.config.json);
                 s.client
                     .try_publish(&self.conn_topic, QoS::AtLeastOnce, true, online)
-                    .map_err(|e| format!("cannot publish the connection state: {e}"))?;
+                    .map_err(LinkError::ConnState)?;
                 s.window.issued(None);
                 self.state.send_replace(LinkState::Connected);
             }
@@ -429,7 +451,7 @@ impl Link {
     }
 
     /// The connection failed: confirmed ids are acked, the others go back to the outbox.
-    fn lost(&mut self, s: &mut Session, reason: String) -> Ended {
+    fn lost(&mut self, s: &mut Session, reason: LinkError) -> Ended {
         self.flush_acks(s);
         let unconfirmed = s.window.disconnected();
         if s.connected {

@@ -1,7 +1,7 @@
 //! Builds the rumqttc options of one connection: client id, keep-alive, window, credentials,
 //! TLS (native-tls) and the OFFLINE last will.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use drivers::radio::Eui64;
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
@@ -20,8 +20,51 @@ pub(crate) fn client_id(config: &MqttConfig, gateway: Eui64) -> String {
         .unwrap_or_else(|| format!("gatewayd-{gateway}"))
 }
 
+/// Why the options of a TLS connection could not be built; names the key and the file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OptionsError {
+    /// A certificate or key file could not be read.
+    #[error("{key} {}: {source}", path.display())]
+    Read {
+        /// The config key naming the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `mqtt.ca_cert` is not a PEM certificate.
+    #[error("mqtt.ca_cert {}: not a PEM certificate: {source}", path.display())]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: native_tls::Error,
+    },
+    /// `mqtt.tls_cert` and `mqtt.tls_key` are not a certificate and its key.
+    #[error(
+        "mqtt.tls_cert {} / mqtt.tls_key {}: not a PEM certificate and PKCS#8 key: {source}",
+        cert.display(),
+        key.display()
+    )]
+    Identity {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        #[source]
+        source: native_tls::Error,
+    },
+    /// The TLS connector could not be built.
+    #[error("mqtt: cannot set up TLS: {0}")]
+    Tls(#[source] native_tls::Error),
+}
+
 /// Options for one connection attempt; an error names the file or setting at fault.
-pub(crate) fn build(config: &MqttConfig, gateway: Eui64) -> Result<MqttOptions, String> {
+pub(crate) fn build(config: &MqttConfig, gateway: Eui64) -> Result<MqttOptions, OptionsError> {
     let mut o = MqttOptions::new(client_id(config, gateway), &config.host, config.port);
     o.set_keep_alive(config.keep_alive)
         .set_clean_session(true)
@@ -45,33 +88,38 @@ pub(crate) fn build(config: &MqttConfig, gateway: Eui64) -> Result<MqttOptions, 
     Ok(o)
 }
 
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{key} {}: {e}", path.display()))
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, OptionsError> {
+    std::fs::read(path).map_err(|source| OptionsError::Read {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn tls_connector(config: &MqttConfig) -> Result<native_tls::TlsConnector, String> {
+fn tls_connector(config: &MqttConfig) -> Result<native_tls::TlsConnector, OptionsError> {
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(ca) = &config.ca_cert {
         let pem = read("mqtt.ca_cert", ca)?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| format!("mqtt.ca_cert {}: not a PEM certificate: {e}", ca.display()))?;
+        let cert =
+            native_tls::Certificate::from_pem(&pem).map_err(|source| OptionsError::CaCert {
+                path: ca.clone(),
+                source,
+            })?;
         builder.add_root_certificate(cert);
     }
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         let cert_pem = read("mqtt.tls_cert", cert)?;
         let key_pem = read("mqtt.tls_key", key)?;
-        let identity = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|e| {
-            format!(
-                "mqtt.tls_cert {} / mqtt.tls_key {}: not a PEM certificate and PKCS#8 key: {e}",
-                cert.display(),
-                key.display()
-            )
+        let identity = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|source| {
+            OptionsError::Identity {
+                cert: cert.clone(),
+                key: key.clone(),
+                source,
+            }
         })?;
         builder.identity(identity);
     }
-    builder
-        .build()
-        .map_err(|e| format!("mqtt: cannot set up TLS: {e}"))
+    builder.build().map_err(OptionsError::Tls)
 }
 
 #[cfg(test)]
@@ -113,7 +161,7 @@ mod tests {
             ca_cert: Some(missing.clone()),
             ..config()
         };
-        let err = build(&c, Eui64::default()).unwrap_err();
+        let err = build(&c, Eui64::default()).unwrap_err().to_string();
         assert!(
             err.contains("mqtt.ca_cert") && err.contains("missing-ca.pem"),
             "{err}"
@@ -126,7 +174,7 @@ mod tests {
             ca_cert: Some(bad),
             ..config()
         };
-        let err = build(&c, Eui64::default()).unwrap_err();
+        let err = build(&c, Eui64::default()).unwrap_err().to_string();
         assert!(
             err.contains("bad.pem") && err.contains("not a PEM"),
             "{err}"

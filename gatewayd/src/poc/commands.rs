@@ -64,21 +64,91 @@ pub fn onboard(path: &Path, owner: &str, now_ms: u64) -> Result<String, Identity
     Ok(r.to_hex())
 }
 
+/// Why a `poc` command-line value or input file is refused; names the value, or the file
+/// and line.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// `--entropy` is not `LEN:ID:HEX`.
+    #[error("{0:?}: expected WINDOW_LEN_S:WINDOW_ID:HEX")]
+    EntropyShape(String),
+    /// The window length of `--entropy` is not a number.
+    #[error("{text:?} is not a window length in seconds")]
+    WindowLen {
+        /// The text given.
+        text: String,
+        /// Why.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// The window id of `--entropy` is not a number.
+    #[error("{text:?} is not a window id")]
+    WindowId {
+        /// The text given.
+        text: String,
+        /// Why.
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// The entropy of `--entropy` is not 32 bytes in hex.
+    #[error("{0:?} is not 64 hex digits")]
+    EntropyHex(String),
+    /// An uplinks file could not be read.
+    #[error("{name}:{line}: {source}")]
+    ReadUplinks {
+        /// The file.
+        name: String,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of an uplinks file is not `[ADDRESS] UPLINK_ID PHY`.
+    #[error("{name}:{line}: {problem}")]
+    BadUplink {
+        /// The file.
+        name: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        problem: UplinkProblem,
+    },
+}
+
+/// What is wrong with a line of an uplinks file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UplinkProblem {
+    /// Neither two nor three fields.
+    #[error("expected [ADDRESS] UPLINK_ID PHY, got {0} fields")]
+    Fields(usize),
+    /// The address is not 64 hex digits.
+    #[error("{0:?} is not a hotspot address (64 hex digits)")]
+    Address(String),
+    /// The uplink id is not a u32.
+    #[error("{0:?} is not an uplink id (0..=4294967295)")]
+    UplinkId(String),
+    /// The PHYPayload is not 1..=255 bytes in hex or base64.
+    #[error("{0:?} is not a PHYPayload (1..={MAX_PHY_LEN} bytes in hex or base64)")]
+    Phy(String),
+}
+
 /// Parse `--entropy LEN:ID:HEX` (window length s, window id, 64 hex digits).
-pub fn parse_entropy(s: &str) -> Result<(Window, [u8; 32]), String> {
+pub fn parse_entropy(s: &str) -> Result<(Window, [u8; 32]), CommandError> {
     let parts: Vec<&str> = s.split(':').collect();
     let [len, id, hex] = parts[..] else {
-        return Err(format!("{s:?}: expected WINDOW_LEN_S:WINDOW_ID:HEX"));
+        return Err(CommandError::EntropyShape(s.to_owned()));
     };
-    let len_s: u32 = len
-        .parse()
-        .map_err(|_| format!("{len:?} is not a window length in seconds"))?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| format!("{id:?} is not a window id"))?;
+    let len_s: u32 = len.parse().map_err(|source| CommandError::WindowLen {
+        text: len.to_owned(),
+        source,
+    })?;
+    let id: u64 = id.parse().map_err(|source| CommandError::WindowId {
+        text: id.to_owned(),
+        source,
+    })?;
     let bytes = from_hex(hex)
         .filter(|b| b.len() == 32)
-        .ok_or_else(|| format!("{hex:?} is not 64 hex digits"))?;
+        .ok_or_else(|| CommandError::EntropyHex(hex.to_owned()))?;
     let mut e = [0u8; 32];
     e.copy_from_slice(&bytes);
     Ok((Window { len_s, id }, e))
@@ -112,10 +182,18 @@ pub fn parse_uplinks(
     name: &str,
     reader: &mut dyn BufRead,
     into: &mut ReceivedUplinks,
-) -> Result<(), String> {
+) -> Result<(), CommandError> {
     for (i, line) in reader.lines().enumerate() {
-        let at = |why: String| format!("{name}:{}: {why}", i + 1);
-        let line = line.map_err(|e| at(e.to_string()))?;
+        let at = |problem| CommandError::BadUplink {
+            name: name.to_owned(),
+            line: i + 1,
+            problem,
+        };
+        let line = line.map_err(|source| CommandError::ReadUplinks {
+            name: name.to_owned(),
+            line: i + 1,
+            source,
+        })?;
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
@@ -126,29 +204,18 @@ pub fn parse_uplinks(
             [key, id, phy] => {
                 let k = from_hex(key)
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        at(format!("{key:?} is not a hotspot address (64 hex digits)"))
-                    })?;
+                    .ok_or_else(|| at(UplinkProblem::Address(key.to_owned())))?;
                 (Some(PublicKey(k)), id, phy)
             }
-            _ => {
-                return Err(at(format!(
-                    "expected [ADDRESS] UPLINK_ID PHY, got {} fields",
-                    fields.len()
-                )))
-            }
+            _ => return Err(at(UplinkProblem::Fields(fields.len()))),
         };
         let id: u32 = id
             .parse()
-            .map_err(|_| at(format!("{id:?} is not an uplink id (0..=4294967295)")))?;
+            .map_err(|_| at(UplinkProblem::UplinkId(id.to_owned())))?;
         let phy = decode_text(phy)
             .ok()
             .filter(|p| !p.is_empty() && p.len() <= MAX_PHY_LEN)
-            .ok_or_else(|| {
-                at(format!(
-                    "{phy:?} is not a PHYPayload (1..={MAX_PHY_LEN} bytes in hex or base64)"
-                ))
-            })?;
+            .ok_or_else(|| at(UplinkProblem::Phy(phy.to_owned())))?;
         match key {
             Some(k) => into.by_key.entry(k).or_default().push((id, phy)),
             None => into.any.push((id, phy)),
@@ -400,7 +467,9 @@ mod tests {
         ] {
             let mut u = ReceivedUplinks::default();
             let text = format!("1 40\n{line}\n");
-            let e = parse_uplinks("up.txt", &mut std::io::Cursor::new(text), &mut u).unwrap_err();
+            let e = parse_uplinks("up.txt", &mut std::io::Cursor::new(text), &mut u)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.starts_with("up.txt:2: ") && e.contains(why),
                 "{line}: {e}"

@@ -5,6 +5,7 @@
 //! setresuid) and verifies that root cannot be regained.
 
 use std::ffi::CString;
+use std::path::Path;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -43,11 +44,17 @@ pub fn decide(euid: u32, configured_user: Option<&str>, allow_root: bool) -> Dec
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
     /// No such user in the user database.
-    #[error("user {0:?} does not exist")]
+    #[error("user {0:?} does not exist (create it, or change service.user)")]
     NoSuchUser(String),
     /// The user database could not be read.
-    #[error("cannot look up user {0:?}: {1}")]
-    Lookup(String, nix::Error),
+    #[error("cannot look up user {user:?}: {source}")]
+    Lookup {
+        /// The user looked up.
+        user: String,
+        /// Why.
+        #[source]
+        source: nix::Error,
+    },
     /// A system call failed.
     #[error("cannot drop privileges to {user:?}: {call} failed: {err}")]
     Syscall {
@@ -56,11 +63,41 @@ pub enum PrivilegeError {
         /// Which call.
         call: &'static str,
         /// The error.
+        #[source]
         err: nix::Error,
     },
     /// After dropping, root could still be regained, or the ids are not what they should be.
     #[error("privilege drop to {0:?} did not stick: {1}")]
     NotDropped(String, String),
+    /// The ids could not be read back after dropping.
+    #[error("privilege drop to {user:?} cannot be checked: {call} failed: {err}")]
+    Unverifiable {
+        /// The target user.
+        user: String,
+        /// Which call.
+        call: &'static str,
+        /// The error.
+        #[source]
+        err: nix::Error,
+    },
+    /// The state directory could not be listed before handing it over.
+    #[error("cannot list {}: {source}", path.display())]
+    ReadDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A state file could not be given to the service user.
+    #[error("chown {}: {source}", path.display())]
+    Chown {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The identity the process ended up with.
@@ -80,9 +117,7 @@ pub struct Dropped {
 /// while the process is single-threaded or from any thread (glibc applies set*id to all
 /// threads).
 pub fn drop_to(user: &str) -> Result<Dropped, PrivilegeError> {
-    let u = User::from_name(user)
-        .map_err(|e| PrivilegeError::Lookup(user.to_owned(), e))?
-        .ok_or_else(|| PrivilegeError::NoSuchUser(user.to_owned()))?;
+    let u = lookup(user)?;
     let sys = |call, err| PrivilegeError::Syscall {
         user: user.to_owned(),
         call,
@@ -95,26 +130,58 @@ pub fn drop_to(user: &str) -> Result<Dropped, PrivilegeError> {
     verify(user, u.uid, u.gid)
 }
 
+/// `user` from the user database.
+fn lookup(user: &str) -> Result<User, PrivilegeError> {
+    User::from_name(user)
+        .map_err(|source| PrivilegeError::Lookup {
+            user: user.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| PrivilegeError::NoSuchUser(user.to_owned()))
+}
+
+/// Give the state directory `dir` and the files in it to `user` before dropping to it, so the
+/// outbox stays writable.
+pub fn hand_over(dir: &Path, user: &str) -> Result<(), PrivilegeError> {
+    let u = lookup(user)?;
+    let entries = std::fs::read_dir(dir).map_err(|source| PrivilegeError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let paths =
+        std::iter::once(dir.to_path_buf()).chain(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+    for path in paths {
+        std::os::unix::fs::chown(&path, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+            .map_err(|source| PrivilegeError::Chown { path, source })?;
+    }
+    Ok(())
+}
+
 fn verify(user: &str, uid: Uid, gid: Gid) -> Result<Dropped, PrivilegeError> {
     let not = |why: String| PrivilegeError::NotDropped(user.to_owned(), why);
+    let query = |call, err| PrivilegeError::Unverifiable {
+        user: user.to_owned(),
+        call,
+        err,
+    };
     if !uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
         return Err(not("setuid(0) succeeded".into()));
     }
-    let ids = nix::unistd::getresuid().map_err(|e| not(format!("getresuid: {e}")))?;
+    let ids = nix::unistd::getresuid().map_err(|e| query("getresuid", e))?;
     if ids.real != uid || ids.effective != uid || ids.saved != uid {
         return Err(not(format!(
             "uids are {}/{}/{}",
             ids.real, ids.effective, ids.saved
         )));
     }
-    let gids = nix::unistd::getresgid().map_err(|e| not(format!("getresgid: {e}")))?;
+    let gids = nix::unistd::getresgid().map_err(|e| query("getresgid", e))?;
     if gids.real != gid || gids.effective != gid || gids.saved != gid {
         return Err(not(format!(
             "gids are {}/{}/{}",
             gids.real, gids.effective, gids.saved
         )));
     }
-    let groups = nix::unistd::getgroups().map_err(|e| not(format!("getgroups: {e}")))?;
+    let groups = nix::unistd::getgroups().map_err(|e| query("getgroups", e))?;
     if !uid.is_root() && groups.iter().any(|g| g.as_raw() == 0) {
         return Err(not("still in group root".into()));
     }

@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let mqtt = match &args.mqtt {
         Some(m) => m.clone(),
         None => {
-            let b = Mosquitto::try_start(false).map_err(anyhow::Error::msg)?;
+            let b = Mosquitto::try_start(false)?;
             let addr = b.addr();
             println!("demo: started mosquitto on {addr}");
             _broker = Some(b);

@@ -4,7 +4,7 @@
 //!
 //! Values are physical levels (lines are requested active-high): `Active` = high.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use embedded_hal_async::delay::DelayNs;
@@ -19,16 +19,40 @@ use crate::lora_phy::{ErrorNote, LoraPhyError};
 /// How long BUSY may stay high before the chip is declared hung.
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
-fn explain_gpio(what: &str, chip: &Path, line: u32, e: &gpiocdev::Error) -> String {
+/// A GPIO line operation failed; the message names the operation, the line and the chip,
+/// with a hint for the usual causes.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} (line {line} on {}): {source}{}", chip.display(), hint(source))]
+pub struct GpioError {
+    /// What was being done (`requesting reset_pin`, `setting cs_pin`, …).
+    pub what: String,
+    /// The GPIO chip.
+    pub chip: PathBuf,
+    /// The line offset.
+    pub line: u32,
+    /// Why.
+    #[source]
+    pub source: gpiocdev::Error,
+}
+
+fn gpio_error(what: &str, chip: &Path, line: u32, source: gpiocdev::Error) -> GpioError {
+    GpioError {
+        what: what.to_owned(),
+        chip: chip.to_path_buf(),
+        line,
+        source,
+    }
+}
+
+fn hint(e: &gpiocdev::Error) -> &'static str {
     let text = e.to_string();
-    let hint = if text.contains("ermission") || text.contains("EACCES") {
+    if text.contains("ermission") || text.contains("EACCES") {
         "; add the service user to group `gpio`"
     } else if text.contains("busy") || text.contains("EBUSY") {
         "; another program (or a kernel driver) holds the line"
     } else {
         ""
-    };
-    format!("{what} (line {line} on {}): {text}{hint}", chip.display())
+    }
 }
 
 /// One requested output line with a name for messages.
@@ -40,13 +64,13 @@ pub struct LineOut {
 
 impl LineOut {
     /// Drive the line; the error names the pin.
-    pub fn set(&self, v: Value) -> Result<(), String> {
+    pub fn set(&self, v: Value) -> Result<(), GpioError> {
         self.req.set_value(self.line, v).map_err(|e| {
-            explain_gpio(
+            gpio_error(
                 &format!("setting {}", self.name),
                 &self.req.chip_path(),
                 self.line,
-                &e,
+                e,
             )
         })
     }
@@ -63,14 +87,7 @@ pub fn open_lines(chip: &Path, lines: &[(&str, u32, Value)]) -> Result<Vec<LineO
                 .with_line(*line)
                 .as_output(*value)
                 .request()
-                .map_err(|e| {
-                    LoraPhyError::Device(explain_gpio(
-                        &format!("requesting {key}"),
-                        chip,
-                        *line,
-                        &e,
-                    ))
-                })?;
+                .map_err(|e| gpio_error(&format!("requesting {key}"), chip, *line, e))?;
             Ok(LineOut {
                 req,
                 line: *line,
@@ -89,9 +106,8 @@ fn open_input(chip: &Path, key: &str, line: u32, edge: bool) -> Result<Request, 
     if edge {
         b.with_edge_detection(EdgeDetection::RisingEdge);
     }
-    b.request().map_err(|e| {
-        LoraPhyError::Device(explain_gpio(&format!("requesting {key}"), chip, line, &e))
-    })
+    b.request()
+        .map_err(|e| gpio_error(&format!("requesting {key}"), chip, line, e).into())
 }
 
 /// Pin numbers for [`LinuxIv::open`].
@@ -161,7 +177,7 @@ impl LinuxIv {
     fn switch(&self, rx: Value, tx: Value, e: fn() -> RadioError) -> Result<(), RadioError> {
         for (line, v) in [(&self.txen, tx), (&self.rxen, rx)] {
             if let Some(line) = line {
-                line.set(v).map_err(|d| self.fail(d, e()))?;
+                line.set(v).map_err(|d| self.fail(d.to_string(), e()))?;
             }
         }
         Ok(())
@@ -173,11 +189,11 @@ impl InterfaceVariant for LinuxIv {
         delay.delay_ms(10).await;
         self.reset
             .set(Value::Inactive)
-            .map_err(|d| self.fail(d, RadioError::Reset))?;
+            .map_err(|d| self.fail(d.to_string(), RadioError::Reset))?;
         delay.delay_ms(20).await;
         self.reset
             .set(Value::Active)
-            .map_err(|d| self.fail(d, RadioError::Reset))?;
+            .map_err(|d| self.fail(d.to_string(), RadioError::Reset))?;
         delay.delay_ms(10).await;
         Ok(())
     }
@@ -195,7 +211,7 @@ impl InterfaceVariant for LinuxIv {
                 Ok(Value::Active) => {}
                 Err(e) => {
                     return Err(self.fail(
-                        explain_gpio("reading busy_pin", Path::new(&self.chip), line, &e),
+                        gpio_error("reading busy_pin", Path::new(&self.chip), line, e).to_string(),
                         RadioError::Busy,
                     ))
                 }
@@ -226,12 +242,13 @@ impl InterfaceVariant for LinuxIv {
                 Ok(Value::Inactive) => {}
                 Err(e) => {
                     return Err(self.fail(
-                        explain_gpio(
+                        gpio_error(
                             &format!("reading {}", self.pins.irq_name),
                             Path::new(&self.chip),
                             line,
-                            &e,
-                        ),
+                            e,
+                        )
+                        .to_string(),
                         RadioError::Irq,
                     ))
                 }
@@ -240,12 +257,13 @@ impl InterfaceVariant for LinuxIv {
             // wait is not lost; a stale edge just loops back to the level check.
             if let Err(e) = self.irq.read_edge_event().await {
                 return Err(self.fail(
-                    explain_gpio(
+                    gpio_error(
                         &format!("waiting on {}", self.pins.irq_name),
                         Path::new(&self.chip),
                         line,
-                        &e,
-                    ),
+                        e,
+                    )
+                    .to_string(),
                     RadioError::Irq,
                 ));
             }

@@ -8,7 +8,7 @@ pub mod spi;
 use crate::lora_phy::{ErrorNote, LoraHardware, LoraPhyError, LoraPhySettings};
 
 pub use delay::TokioDelay;
-pub use gpio::{IvPins, LinuxIv};
+pub use gpio::{GpioError, IvPins, LinuxIv};
 pub use spi::LinuxSpi;
 
 /// Real devices: the SPI device and gpiochip lines named in the settings.

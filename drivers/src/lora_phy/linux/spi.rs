@@ -114,14 +114,14 @@ impl embedded_hal_async::spi::SpiDevice<u8> for LinuxSpi {
     ) -> Result<(), SpiFailure> {
         if let Some(cs) = &self.cs {
             cs.set(Value::Inactive).map_err(|e| {
-                self.note.record(e);
+                self.note.record(e.to_string());
                 SpiFailure
             })?;
         }
         let result = embedded_hal::spi::SpiDevice::transaction(&mut self.dev, operations);
         if let Some(cs) = &self.cs {
             if let Err(e) = cs.set(Value::Active) {
-                self.note.record(e);
+                self.note.record(e.to_string());
                 return Err(SpiFailure);
             }
         }
