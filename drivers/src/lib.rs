@@ -1,4 +1,6 @@
-//! Radio and peripheral drivers for gatewayd.
+//! Radio and peripheral drivers for gatewayd: only the real backends and the types they share.
+//! The test doubles (simulated air, device fleet, simulated radio, emulated chips) live in the
+//! `gatewayd-sim` crate, which depends on this one, so the shipped daemon carries none of them.
 //!
 //! Layout:
 //! - [`radio`]: the one interface the daemon sees ([`radio::Radio`], frames, transmit
@@ -6,9 +8,6 @@
 //! - [`semtech_udp`]: the Semtech UDP packet-forwarder protocol (GWMP): a pure codec and
 //!   the backend task that serves a concentrator's packet forwarder on loopback.
 //! - [`lora_phy`]: SX126x/SX127x through the lora-phy crate on spidev + GPIO.
-//! - [`emulated`]: an emulated SX1262 behind the same SPI/GPIO traits, for tests.
-//! - [`sim`]: the simulated air (path loss, collisions), its hub for several processes, the
-//!   simulated radio backend and a fleet of LoRaWAN devices.
 //! - [`gps`]: NMEA 0183 over a serial port: codec, state machine, reader task.
 //! - [`airtime`]: LoRa/FSK time on air; [`ratelimit`]: rate-limited warnings.
 //! - [`time`]: Unix milliseconds, GPS epoch and leap seconds, the civil calendar; shared by
@@ -16,11 +15,9 @@
 #![warn(missing_docs)]
 
 pub mod airtime;
-pub mod emulated;
 pub mod gps;
 pub mod lora_phy;
 pub mod radio;
 pub mod ratelimit;
 pub mod semtech_udp;
-pub mod sim;
 pub mod time;

@@ -1,5 +1,5 @@
 //! End to end, an OTAA join on the simulated air: a simulated LoRaWAN 1.0 device
-//! (`drivers::sim` fleet of one) and a gatewayd hotspot (`run_with_radio` on the simulated
+//! (`sim` fleet of one) and a gatewayd hotspot (`run_with_radio` on the simulated
 //! radio backend) share an in-process air; the test plays the network server on a real
 //! Mosquitto. The device's join-request arrives on `event/up`; the test checks its MIC with
 //! the device's AppKey, answers with a join-accept for RX1 (5 s after the uplink, RX2 at 6 s
@@ -22,15 +22,15 @@ use chirpstack_api::gw;
 use chirpstack_api::pbjson_types;
 use chirpstack_api::prost::Message as _;
 use drivers::radio::{CodeRate, Eui64, Modulation};
-use drivers::sim::air::{NodeId, SimTime, Transmission};
-use drivers::sim::crypto::{self, CryptoError};
-use drivers::sim::fleet::{device_keys, Fleet, FleetActivation, FleetConfig};
-use drivers::sim::fleet_task::run_fleet;
-use drivers::sim::hub::{spawn_air, AirEvent};
-use drivers::sim::model::{AirModel, Position};
-use drivers::sim::radio::{SimHub, SimRadioConfig};
 use gatewayd::config::Config;
 use gatewayd::daemon::run_with_radio;
+use sim::air::{NodeId, SimTime, Transmission};
+use sim::crypto::{self, CryptoError};
+use sim::fleet::{device_keys, Fleet, FleetActivation, FleetConfig};
+use sim::fleet_task::run_fleet;
+use sim::hub::{spawn_air, AirEvent};
+use sim::model::{AirModel, Position};
+use sim::radio::{SimHub, SimRadioConfig};
 use support::daemon::GATEWAY_ID;
 use support::mosquitto::{Mosquitto, Subscriber};
 use tokio::sync::mpsc;
@@ -188,7 +188,7 @@ async fn join_through_the_hotspot(window: Window) {
     let mut events: mpsc::UnboundedReceiver<AirEvent> = air.observe().await.expect("observe");
     let token = CancellationToken::new();
     let gateway: Eui64 = GATEWAY_ID.parse().unwrap();
-    let radio = drivers::sim::radio::spawn(
+    let radio = sim::radio::spawn(
         SimRadioConfig {
             hub: SimHub::InProcess(air.clone()),
             position: Position::xy(0.0, 0.0),

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
-use drivers::emulated::{AirFrame, EmulatedAir, EmulatedHardware, Faults, Mode};
 use drivers::radio::{CrcStatus, Radio, RadioEvent, RadioHealth, RxFrame};
 use gatewayd::config::{Config, RadioConfig};
 use gatewayd::daemon::{run_with_radio, DaemonError};
 use gatewayd::service::status::{self, StatusSnapshot};
+use sim::emulated::{AirFrame, EmulatedAir, EmulatedHardware, Faults, Mode};
 use support::daemon::{data_frame, frame_number, GATEWAY_ID};
 use support::mosquitto::{Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;

@@ -20,13 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use drivers::radio::Modulation;
-use drivers::sim::air::{NodeId, Outcome};
-use drivers::sim::hub::{serve_hub, spawn_air, AirEvent};
-use drivers::sim::model::{AirModel, Position};
 use gatewayd::poc::beacon::{plan, Window};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::verify::{Policy, Verifier};
 use gatewayd::poc::{Body, Kind, SignedReport};
+use sim::air::{NodeId, Outcome};
+use sim::hub::{serve_hub, spawn_air, AirEvent};
+use sim::model::{AirModel, Position};
 use support::hotspot::Hotspot;
 use support::mosquitto::{Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;

@@ -7,10 +7,10 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use drivers::radio::RadioEvent;
-use drivers::sim::crypto::{data_dev_addr, open_data_frame};
-use drivers::sim::fleet::device_keys;
-use drivers::sim::model::Position;
-use drivers::sim::radio::{spawn, SimHub, SimRadioConfig};
+use sim::crypto::{data_dev_addr, open_data_frame};
+use sim::fleet::device_keys;
+use sim::model::Position;
+use sim::radio::{spawn, SimHub, SimRadioConfig};
 use tokio_util::sync::CancellationToken;
 
 struct KillOnDrop(Child);

@@ -2,7 +2,7 @@
 //!
 //! Layering, like lora-phy's own `InterfaceVariant` / `RadioKind` / `LoRa`:
 //! board pins ([`board`], [`config`]) → bus ([`linux`]: spidev + GPIO character device, or
-//! the [`crate::emulated`] chip) → chip (`lora_phy::sx126x` / `sx127x`) → the one
+//! the emulated chip in `gatewayd-sim`) → chip (`lora_phy::sx126x` / `sx127x`) → the one
 //! [`crate::radio::Radio`] the daemon sees ([`backend::spawn`]).
 //!
 //! Real devices and the emulated chip sit behind the same [`LoraHardware`] trait, so the

@@ -9,6 +9,7 @@ pub mod poc_topic;
 // Raw fields mirror the keys documented in the example config.
 #[allow(missing_docs)]
 pub mod raw;
+pub mod simulated;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -123,8 +124,10 @@ pub enum RadioConfig {
     SemtechUdp(SemtechUdpConfig),
     /// A single-channel SX126x/SX127x transceiver on SPI + GPIO, driven through lora-phy.
     LoraPhy(Box<drivers::lora_phy::config::LoraPhySettings>),
-    /// A radio on the simulated air (a `gatewayd-sim` hub on loopback).
-    Simulated(Box<drivers::sim::radio::SimRadioConfig>),
+    /// A radio on the simulated air (a `gatewayd-sim` hub on loopback); only in a gatewayd
+    /// built with the `simulated` feature.
+    #[cfg(feature = "simulated")]
+    Simulated(Box<sim::radio::SimRadioConfig>),
 }
 
 /// `[radio.semtech_udp]`
@@ -423,27 +426,7 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
             }
             RadioConfig::LoraPhy(Box::new(settings))
         }
-        "simulated" => {
-            let Some(sim) = &raw.radio.simulated else {
-                return Err(b.invalid(
-                    "radio.simulated",
-                    "radio.kind = \"simulated\" needs a [radio.simulated] table with the hub address",
-                ));
-            };
-            if id.is_none() {
-                return Err(b.invalid(
-                    "gateway.id",
-                    "required with radio.kind = \"simulated\" (only a packet forwarder announces one)",
-                ));
-            }
-            let cfg = sim.to_config(id).map_err(|e| match e {
-                drivers::sim::SimError::Config { key, message } => {
-                    b.invalid(&format!("radio.simulated.{key}"), message)
-                }
-                other => b.invalid("radio.simulated", other.to_string()),
-            })?;
-            RadioConfig::Simulated(Box::new(cfg))
-        }
+        "simulated" => simulated::radio(&b, &raw.radio, id)?,
         other => {
             return Err(b.invalid(
                 "radio.kind",

@@ -108,7 +108,12 @@ pub struct RawRadio {
     pub semtech_udp: RawSemtechUdp,
     pub sx126x: Option<drivers::lora_phy::config::Sx126xConfig>,
     pub sx127x: Option<drivers::lora_phy::config::Sx127xConfig>,
-    pub simulated: Option<drivers::sim::radio::SimRadioSettings>,
+    #[cfg(feature = "simulated")]
+    pub simulated: Option<sim::radio::SimRadioSettings>,
+    /// Without the simulated radio the table is accepted as it is, so that the error is the
+    /// one saying how to get that radio (`radio.kind`), not an unknown key.
+    #[cfg(not(feature = "simulated"))]
+    pub simulated: Option<toml::Table>,
 }
 
 impl Default for RawRadio {

@@ -297,6 +297,25 @@ fn simulated_radio() {
     assert!(e.contains("key `gateway.id`"), "{e}");
 }
 
+/// A gatewayd built without the `simulated` feature (the `.deb`'s) refuses the simulated radio
+/// with this error: the tests build the daemon with the feature, so the refusal is checked here
+/// on the function that such a build returns from `radio.kind = "simulated"`.
+#[test]
+fn a_gatewayd_without_the_simulated_radio_says_how_to_get_it() {
+    let file = Path::new("/etc/gatewayd/test.toml");
+    let text = "[gateway]\nid = \"0102030405060708\"\n[radio]\nkind = \"simulated\"\n";
+    let e = simulated::not_built_in(&Builder { file })
+        .located(text)
+        .to_string();
+    assert!(
+        e.starts_with("/etc/gatewayd/test.toml:4: key `radio.kind`"),
+        "{e}"
+    );
+    assert!(e.contains("built without the simulated radio"), "{e}");
+    assert!(e.contains("--features simulated"), "{e}");
+    assert!(e.contains("scripts/demo"), "{e}");
+}
+
 /// Malformed files, each with the line and the key its error must name.
 const MALFORMED: &[(&str, usize, &str)] = &[
     // Unknown keys and tables.

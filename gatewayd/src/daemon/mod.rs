@@ -42,8 +42,9 @@ pub enum DaemonError {
     #[error("radio: {0}")]
     LoraPhy(#[source] drivers::lora_phy::LoraPhyError),
     /// The simulated radio backend could not start.
+    #[cfg(feature = "simulated")]
     #[error("radio: {0}")]
-    Simulated(#[source] drivers::sim::SimError),
+    Simulated(#[source] sim::SimError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),

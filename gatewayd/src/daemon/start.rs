@@ -324,7 +324,8 @@ async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio,
                 .await
                 .map_err(DaemonError::LoraPhy)
         }
-        RadioConfig::Simulated(sim) => drivers::sim::radio::spawn((**sim).clone(), token)
+        #[cfg(feature = "simulated")]
+        RadioConfig::Simulated(s) => sim::radio::spawn((**s).clone(), token)
             .await
             .map_err(DaemonError::Simulated),
     }
@@ -334,6 +335,7 @@ fn backend_name(config: &Config) -> &'static str {
     match config.radio {
         RadioConfig::SemtechUdp(_) => "semtech_udp",
         RadioConfig::LoraPhy(_) => "lora_phy",
+        #[cfg(feature = "simulated")]
         RadioConfig::Simulated(_) => "simulated",
     }
 }

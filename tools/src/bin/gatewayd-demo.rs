@@ -10,13 +10,13 @@ use anyhow::Context;
 use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
 use clap::Parser;
-use drivers::sim::fleet::{Fleet, FleetConfig};
-use drivers::sim::fleet_task::run_fleet;
-use drivers::sim::hub::{serve_hub, spawn_air};
-use drivers::sim::model::AirModel;
 use gatewayd::config::Config;
 use gatewayd_tools::broker::Mosquitto;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sim::fleet::{Fleet, FleetConfig};
+use sim::fleet_task::run_fleet;
+use sim::hub::{serve_hub, spawn_air};
+use sim::model::AirModel;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use drivers::sim::fleet::{Fleet, FleetActivation, FleetConfig};
-use drivers::sim::fleet_task::run_fleet;
-use drivers::sim::hub::{serve_hub, spawn_air};
-use drivers::sim::model::{AirModel, Position};
+use sim::fleet::{Fleet, FleetActivation, FleetConfig};
+use sim::fleet_task::run_fleet;
+use sim::hub::{serve_hub, spawn_air};
+use sim::model::{AirModel, Position};
 use tokio_util::sync::CancellationToken;
 
 /// Simulated LoRa air hub and device fleet.
@@ -173,8 +173,8 @@ async fn main() -> Result<()> {
 }
 
 async fn print_summary(
-    air: &drivers::sim::hub::AirHandle,
-    counters: &tokio::sync::watch::Receiver<drivers::sim::fleet::FleetCounters>,
+    air: &sim::hub::AirHandle,
+    counters: &tokio::sync::watch::Receiver<sim::fleet::FleetCounters>,
 ) {
     let c = counters.borrow().clone();
     let a = air.stats().await.unwrap_or_default();

@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use crate::radio::Modulation;
+use drivers::radio::Modulation;
 
 /// Where a radio is: plane coordinates in metres, or WGS-84 latitude/longitude in degrees.
 /// All radios on one air use the same kind.

@@ -2,7 +2,7 @@
 //! receive windows, downlink counting.
 
 use super::*;
-use crate::sim::crypto::{join_accept, open_data_frame, open_join_request};
+use crate::crypto::{join_accept, open_data_frame, open_join_request};
 
 const EU_RX2: u64 = 869_525_000;
 

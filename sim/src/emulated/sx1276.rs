@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use super::sx1262::{AirFrame, AirTransmission, Mode};
 use super::ChipModel;
-use crate::airtime::{time_on_air, FrameShape};
-use crate::radio::{CodeRate, Modulation};
+use drivers::airtime::{time_on_air, FrameShape};
+use drivers::radio::{CodeRate, Modulation};
 
 const REG_FIFO: u8 = 0x00;
 const REG_OP_MODE: u8 = 0x01;

@@ -11,7 +11,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::radio::{Eui64, Modulation};
+use drivers::radio::{Eui64, Modulation};
 
 use super::air::{SimTime, Transmission};
 use super::crypto::{self, DataParams, Key, Session};

@@ -4,10 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::*;
-use crate::sim::air::Transmission;
-use crate::sim::crypto::{self, open_data_frame, open_join_request, DataParams};
-use crate::sim::model::sensitivity_dbm;
-use crate::sim::model::AirModel;
+use crate::air::Transmission;
+use crate::crypto::{self, open_data_frame, open_join_request, DataParams};
+use crate::model::sensitivity_dbm;
+use crate::model::AirModel;
 
 const HOTSPOTS: [(f64, f64); 3] = [(0.0, 0.0), (4000.0, 0.0), (-2000.0, 3000.0)];
 

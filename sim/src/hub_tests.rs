@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::radio::Modulation;
-use crate::sim::air::Listen;
-use crate::sim::model::Position;
+use crate::air::Listen;
+use crate::model::Position;
+use drivers::radio::Modulation;
 
 fn uplink(payload: Vec<u8>) -> Transmission {
     Transmission {

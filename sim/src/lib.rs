@@ -1,17 +1,23 @@
-//! The simulated world: a virtual air shared by hotspot radios and a fleet of LoRaWAN end
-//! devices, so that everything runs and is tested without hardware.
+//! Test doubles for gatewayd, kept out of the shipped daemon: the simulated world (a virtual
+//! air shared by hotspot radios and a fleet of LoRaWAN end devices) and emulated radio chips,
+//! so that everything runs and is tested without hardware. Used by the demo and tools, by the
+//! tests, and by `gatewayd` only when it is built with its `simulated` feature.
 //!
 //! - [`model`], [`air`]: the pure, seeded medium (path loss, sensitivity, collisions).
 //! - [`wire`], [`hub`]: the air as a task ([`hub::AirHandle`]) and its loopback UDP hub so
 //!   several processes share one air.
-//! - [`radio`]: the simulated radio backend producing a [`crate::radio::Radio`].
+//! - [`radio`]: the simulated radio backend producing a [`drivers::radio::Radio`].
 //! - [`crypto`], [`device`], [`fleet`]: LoRaWAN 1.0.x end devices (OTAA/ABP), seeded;
 //!   [`fleet::simulate`] runs them on an in-process [`air::Air`] in simulated time and
 //!   [`fleet_task::run_fleet`] in real time on an [`hub::AirHandle`].
+//! - [`emulated`]: emulated SX1262/SX1276 chips behind the same SPI/GPIO traits as the real
+//!   ones, so the lora-phy driver path ([`drivers::lora_phy`]) runs unchanged in tests.
+#![warn(missing_docs)]
 
 pub mod air;
 pub mod crypto;
 pub mod device;
+pub mod emulated;
 pub mod fleet;
 pub mod fleet_task;
 pub mod hub;

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::radio::{CodeRate, Modulation};
-use crate::sim::air::NodeId;
-use crate::sim::crypto::{data_dev_addr, open_data_frame};
-use crate::sim::fleet::{device_keys, Fleet, FleetConfig};
-use crate::sim::fleet_task::run_fleet;
-use crate::sim::hub::spawn_air;
-use crate::sim::model::{sensitivity_dbm, AirModel};
+use crate::air::NodeId;
+use crate::crypto::{data_dev_addr, open_data_frame};
+use crate::fleet::{device_keys, Fleet, FleetConfig};
+use crate::fleet_task::run_fleet;
+use crate::hub::spawn_air;
+use crate::model::{sensitivity_dbm, AirModel};
+use drivers::radio::{CodeRate, Modulation};
 
 fn model() -> AirModel {
     AirModel {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::lora_phy::{spawn, LoraPhySettings, Sx126xConfig};
-use crate::radio::{
+use drivers::lora_phy::{spawn, LoraPhySettings, Sx126xConfig};
+use drivers::radio::{
     CodeRate, CrcStatus, Modulation, Radio, RadioEvent, RadioHealth, RxFrame, TxRequest, TxStatus,
     TxTiming,
 };
@@ -275,7 +275,7 @@ async fn immediate_request_during_a_transmission_is_sent_after_it() {
     assert_eq!((sent[0].sf, sent[1].sf), (12, 9));
     assert_eq!(sent[1].payload, next.payload);
     // After the first one has left the antenna, not over it.
-    let first_end = sent[0].started_at + crate::lora_phy::schedule::airtime(&long);
+    let first_end = sent[0].started_at + drivers::lora_phy::schedule::airtime(&long);
     assert!(sent[1].started_at >= first_end);
     assert!(air.wait_mode(Mode::Rx, WAIT).await, "RX did not resume");
     air.assert_no_faults();

@@ -5,7 +5,7 @@
 //! [`EmulatedAir`] is the test's handle: it injects received frames, captures transmitted
 //! ones, injects faults (BUSY stuck, no interrupt, SPI errors, a silent chip) and reports
 //! protocol faults the chip saw. [`EmulatedHardware`] plugs it into
-//! [`crate::lora_phy::spawn`].
+//! [`drivers::lora_phy::spawn`].
 
 pub mod sx1262;
 pub mod sx1276;
@@ -19,8 +19,8 @@ use lora_phy::mod_params::RadioError;
 use lora_phy::mod_traits::InterfaceVariant;
 use tokio::sync::Notify;
 
-use crate::lora_phy::linux::gpio::BUSY_TIMEOUT;
-use crate::lora_phy::{ErrorNote, LoraHardware, LoraPhyError};
+use drivers::lora_phy::linux::gpio::BUSY_TIMEOUT;
+use drivers::lora_phy::{ErrorNote, LoraHardware, LoraPhyError};
 pub use sx1262::{AirFrame, AirTransmission, Mode, Sx1262};
 pub use sx1276::Sx1276;
 

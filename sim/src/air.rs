@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::airtime::{time_on_air_us, FrameShape};
-use crate::radio::Modulation;
+use drivers::airtime::{time_on_air_us, FrameShape};
+use drivers::radio::Modulation;
 
 use super::model::{same_channel_kind, sensitivity_dbm, AirModel, Position};
 
@@ -106,7 +106,7 @@ pub struct Transmission {
 }
 
 impl Transmission {
-    /// Time on air in µs, from [`crate::airtime`].
+    /// Time on air in µs, from [`drivers::airtime`].
     pub fn airtime_us(&self) -> u64 {
         let shape = FrameShape {
             payload_len: self.payload.len(),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::radio::{Eui64, Modulation};
+use drivers::radio::{Eui64, Modulation};
 
 use super::air::Transmission;
 use super::air::{Air, AirError, Listen, NodeConfig, NodeId, Outcome, Reception, SimTime};
@@ -193,7 +193,7 @@ impl Fleet {
             let lora = |sf| Modulation::Lora {
                 sf,
                 bw_hz: cfg.bw_hz,
-                cr: Some(crate::radio::CodeRate::Cr45),
+                cr: Some(drivers::radio::CodeRate::Cr45),
             };
             let activation = match cfg.activation {
                 FleetActivation::Abp => Activation::Abp(keys.abp),

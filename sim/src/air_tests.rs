@@ -61,8 +61,8 @@ fn uplinks_reach_hotspots_and_downlinks_reach_devices() {
     assert!((r[0].rssi_dbm - expect).abs() < 1e-9);
     // 37 dB over the noise floor, reported as the receiver's saturated estimate.
     let snr =
-        (expect - air.model().noise_floor_dbm(125_000)).min(crate::sim::model::MAX_REPORTED_SNR_DB);
-    assert_eq!(snr, crate::sim::model::MAX_REPORTED_SNR_DB);
+        (expect - air.model().noise_floor_dbm(125_000)).min(crate::model::MAX_REPORTED_SNR_DB);
+    assert_eq!(snr, crate::model::MAX_REPORTED_SNR_DB);
     assert!((r[0].snr_db - snr).abs() < 1e-9);
 
     let (_, end) = air

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::airtime::{time_on_air, FrameShape};
-use crate::radio::{CodeRate, Modulation};
+use drivers::airtime::{time_on_air, FrameShape};
+use drivers::radio::{CodeRate, Modulation};
 
 /// Chip operating mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::tests::{frame, health, up};
 use super::*;
-use crate::lora_phy::{spawn, LoraPhySettings, Sx127xConfig};
-use crate::radio::{
+use drivers::lora_phy::{spawn, LoraPhySettings, Sx127xConfig};
+use drivers::radio::{
     CodeRate, CrcStatus, Modulation, Radio, RadioHealth, TxRequest, TxStatus, TxTiming,
 };
 

@@ -16,7 +16,7 @@
 //! cr = 0 none, 1 4/5, 2 4/6, 3 4/7, 4 4/8, 5 1/3, 6 2/3, 7 off
 //! ```
 
-use crate::radio::{CodeRate, Modulation};
+use drivers::radio::{CodeRate, Modulation};
 
 use super::air::{Listen, NodeConfig, NodeId, Transmission};
 use super::model::Position;

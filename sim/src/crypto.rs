@@ -13,7 +13,7 @@ use lorawan::parser::{
     JoinRequestPayload,
 };
 
-use crate::radio::Eui64;
+use drivers::radio::Eui64;
 
 /// A 128-bit AES key as written by network servers (MSB first).
 pub type Key = [u8; 16];

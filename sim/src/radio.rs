@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::radio::{
+use drivers::radio::{
     CrcStatus, Eui64, Radio, RadioCapabilities, RadioControl, RadioEvent, RadioHealth, RadioStats,
     RxFrame, RxMeta, StoreAck, TxCommand, TxRequest, TxStatus, TxTiming,
 };
@@ -171,7 +171,7 @@ pub async fn spawn(config: SimRadioConfig, shutdown: CancellationToken) -> Resul
             rx_channels: 8,
             max_tx_power_dbm: None,
         },
-        counters: crate::radio::RadioCounters::none(),
+        counters: drivers::radio::RadioCounters::none(),
     })
 }
 
