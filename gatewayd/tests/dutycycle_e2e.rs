@@ -6,7 +6,7 @@
 //! (869.525 MHz, 10 %) still transmits, and status and `/metrics` show the airtime used.
 //! The same holds after a SIGKILL.
 
-mod support;
+use testkit as support;
 
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@
 //! published every 2 s too: what a stock ChirpStack subscribes to (`+/gateway/+/event/+`)
 //! sees only its own events, never a PoC report (issue 17).
 
-mod support;
+use testkit as support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;

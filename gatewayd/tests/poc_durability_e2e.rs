@@ -4,7 +4,7 @@
 //! TX_ACK) during the outage; with a short `[poc] report_validity_secs`, reports that expire
 //! during the outage are dropped unsent and counted per outbox class in status and metrics.
 
-mod support;
+use testkit as support;
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};

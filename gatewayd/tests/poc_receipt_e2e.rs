@@ -6,7 +6,7 @@
 //! in a broker outage, or a damaged chain state file, does not break the chain: the next
 //! receipt is a new segment.
 
-mod support;
+use testkit as support;
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};

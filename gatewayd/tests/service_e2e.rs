@@ -3,7 +3,7 @@
 //! invalid config, `gatewayd status`, the metrics endpoint, logs on stderr without a journal,
 //! dropping root privileges, and the watchdog withheld while a core loop is stuck.
 
-mod support;
+use testkit as support;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;

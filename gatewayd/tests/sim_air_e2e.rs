@@ -10,7 +10,7 @@
 //! never published; collisions happen and the air's counter equals the collisions observed
 //! at the hotspots.
 
-mod support;
+use testkit as support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

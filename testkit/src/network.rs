@@ -9,7 +9,7 @@ use chirpstack_api::pbjson_types;
 use chirpstack_api::prost::Message as _;
 use serde_json::Value;
 
-use super::daemon::*;
+use crate::daemon::*;
 
 /// How long a test waits for anything.
 pub const WAIT: Duration = Duration::from_secs(20);

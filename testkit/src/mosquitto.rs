@@ -7,7 +7,7 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::{watch, Notify};
 
 #[allow(unused_imports)]
-pub use super::broker::{free_port, Mosquitto};
+pub use crate::broker::{free_port, Mosquitto};
 
 /// One message a [`Subscriber`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
