@@ -235,21 +235,6 @@ fn wait_metric(daemon: &Daemon, series: &str, want: f64) -> String {
     }
 }
 
-fn status_json(daemon: &Daemon) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-        .arg("--config")
-        .arg(&daemon.config)
-        .args(["status", "--json"])
-        .output()
-        .expect("gatewayd status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
-}
-
 #[test]
 fn duty_cycle_budget_survives_a_restart() {
     const BAND_M_HZ: u32 = 868_100_000;
@@ -369,7 +354,7 @@ fn duty_cycle_budget_survives_a_restart() {
         "counters restart at zero; two refusals since"
     );
 
-    let status = status_json(&daemon);
+    let status = daemon.status_json();
     let band_m = status["duty_cycle"]
         .as_array()
         .and_then(|a| a.iter().find(|d| d["band"] == "M"))
@@ -453,7 +438,7 @@ fn a_corrupt_or_missing_ledger_refuses_transmissions_for_a_window() {
             "{what}: refused\n{}",
             daemon.log()
         );
-        let status = status_json(&daemon);
+        let status = daemon.status_json();
         let problems = status["storage"]["problems"].to_string();
         assert_eq!(status["storage"]["ledger_reset"], true, "{what}: {status}");
         assert!(problems.contains("fully used until"), "{what}: {problems}");
@@ -485,5 +470,5 @@ fn a_corrupt_or_missing_ledger_refuses_transmissions_for_a_window() {
         send(&ns, &pf, &sub, &daemon, 99, BAND_P_HZ),
         gw::TxAckStatus::DutyCycleOverflow
     );
-    assert_eq!(status_json(&daemon)["storage"]["ledger_reset"], false);
+    assert_eq!(daemon.status_json()["storage"]["ledger_reset"], false);
 }
