@@ -290,6 +290,25 @@ impl Forwarder {
         false
     }
 
+    /// The next PULL_RESP within `wait`: its raw token bytes and txpk.
+    pub fn pull_resp(&self, wait: Duration) -> Option<([u8; 2], serde_json::Value)> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            self.sock
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .ok();
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                if n > 4 && buf[3] == 3 {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&buf[4..n]).expect("txpk JSON");
+                    return Some(([buf[1], buf[2]], v["txpk"].clone()));
+                }
+            }
+        }
+        None
+    }
+
     /// Send raw bytes.
     pub fn send_raw(&self, bytes: &[u8]) {
         self.sock.send(bytes).expect("send");
