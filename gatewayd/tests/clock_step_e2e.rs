@@ -5,7 +5,7 @@
 //!
 //! libfaketime comes from Debian's `faketime` package (scripts/setup installs it).
 
-mod support;
+use testkit as support;
 
 use std::path::PathBuf;
 use std::time::Duration;

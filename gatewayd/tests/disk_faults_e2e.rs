@@ -8,7 +8,7 @@
 //! - A damaged outbox at start (truncated, random bytes, WAL deleted after kill -9): the
 //!   daemon runs, the bad file is moved aside, the loss is in the log and in status.
 
-mod support;
+use testkit as support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

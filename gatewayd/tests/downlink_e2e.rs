@@ -3,7 +3,7 @@
 //! `gw.DownlinkFrame` on `command/down` must come out as a GWMP PULL_RESP with the right
 //! txpk, and the forwarder's TX_ACK must come back as a `gw.DownlinkTxAck` on `event/ack`.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! out in RX2 (at the chip's maximum power when the network asks for more). A request
 //! outside the region never reaches the chip.
 
-mod support;
+use testkit as support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

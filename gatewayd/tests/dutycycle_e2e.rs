@@ -6,14 +6,14 @@
 //! (869.525 MHz, 10 %) still transmits, and status and `/metrics` show the airtime used.
 //! The same holds after a SIGKILL.
 
-mod support;
+use testkit as support;
 
 use std::time::{Duration, Instant};
 
 use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
-use serde_json::Value;
 use support::daemon::*;
+use support::observe::{metric, metrics};
 
 const WAIT: Duration = Duration::from_secs(20);
 const DOWN: &str = "eu868/gateway/0102030405060708/command/down";
@@ -76,24 +76,6 @@ fn class_c(id: u32, freq: u32) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// The next PULL_RESP within `wait`: its token and txpk.
-fn pull_resp(pf: &Forwarder, wait: Duration) -> Option<([u8; 2], Value)> {
-    let deadline = Instant::now() + wait;
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
-        pf.sock
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .ok();
-        if let Ok(n) = pf.sock.recv(&mut buf) {
-            if n > 4 && buf[3] == 3 {
-                let v: Value = serde_json::from_slice(&buf[4..n]).expect("txpk JSON");
-                return Some(([buf[1], buf[2]], v["txpk"].clone()));
-            }
-        }
-    }
-    None
-}
-
 /// Answer a PULL_RESP with a successful v2 TX_ACK.
 fn tx_ack_ok(pf: &Forwarder, token: [u8; 2]) {
     let mut d = vec![2, token[0], token[1], 5];
@@ -139,7 +121,7 @@ fn send(
         if let Some(status) = acked(sub, id) {
             return status;
         }
-        if let Some((token, txpk)) = pull_resp(pf, Duration::from_millis(100)) {
+        if let Some((token, txpk)) = pf.pull_resp(Duration::from_millis(100)) {
             assert_eq!(txpk["imme"], true, "{txpk}");
             assert_eq!(txpk["datr"], "SF12BW125", "{txpk}");
             assert_eq!(txpk["size"], PHY_LEN, "{txpk}");
@@ -193,37 +175,12 @@ fn wait_online(sub: &Subscriber, daemon: &Daemon, n: usize) {
     }
 }
 
-/// GET /metrics from the endpoint the daemon logged last (port 0 picks a new one per start).
-fn scrape(daemon: &Daemon) -> String {
-    use std::io::{Read, Write};
-    let log = daemon.log();
-    let addr = log
-        .rsplit("metrics on http://")
-        .next()
-        .and_then(|r| r.split("/metrics").next())
-        .filter(|_| log.contains("metrics on http://"))
-        .expect("metrics address logged")
-        .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// The value of one series (`name{labels}`) in an exposition text.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// Wait (bounded) until `series` reads `want` (± 1 µs) on `/metrics`.
 fn wait_metric(daemon: &Daemon, series: &str, want: f64) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = scrape(daemon);
-        if sample(&text, series).is_some_and(|v| (v - want).abs() < 1e-6) {
+        let text = metrics(daemon);
+        if metric(&text, series).is_some_and(|v| (v - want).abs() < 1e-6) {
             return text;
         }
         assert!(
@@ -233,21 +190,6 @@ fn wait_metric(daemon: &Daemon, series: &str, want: f64) -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn status_json(daemon: &Daemon) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-        .arg("--config")
-        .arg(&daemon.config)
-        .args(["status", "--json"])
-        .output()
-        .expect("gatewayd status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
 #[test]
@@ -288,7 +230,7 @@ fn duty_cycle_budget_survives_a_restart() {
         "36 s budget / {airtime_us} µs per frame = {fits} frames"
     );
     assert!(
-        pull_resp(&pf, Duration::from_millis(300)).is_none(),
+        pf.pull_resp(Duration::from_millis(300)).is_none(),
         "nothing transmitted after the refusal"
     );
     let used_s = (fits * airtime_us) as f64 / 1e6;
@@ -298,29 +240,29 @@ fn duty_cycle_budget_survives_a_restart() {
         used_s,
     );
     assert_eq!(
-        sample(&text, "gatewayd_dutycycle_budget_seconds{band=\"M\"}"),
+        metric(&text, "gatewayd_dutycycle_budget_seconds{band=\"M\"}"),
         Some(36.0)
     );
     assert_eq!(
-        sample(
+        metric(
             &text,
             "gatewayd_guard_refusals_total{reason=\"duty_cycle\"}"
         ),
         Some(1.0)
     );
     assert_eq!(
-        sample(
+        metric(
             &text,
             "gatewayd_downlink_acks_total{status=\"DUTY_CYCLE_OVERFLOW\"}"
         ),
         Some(1.0)
     );
     assert_eq!(
-        sample(&text, "gatewayd_downlink_acks_total{status=\"OK\"}"),
+        metric(&text, "gatewayd_downlink_acks_total{status=\"OK\"}"),
         Some(fits as f64)
     );
     assert_eq!(
-        sample(&text, "gatewayd_downlinks_sent_total"),
+        metric(&text, "gatewayd_downlinks_sent_total"),
         Some(fits as f64)
     );
 
@@ -352,16 +294,16 @@ fn duty_cycle_budget_survives_a_restart() {
         airtime_us as f64 / 1e6,
     );
     assert!(
-        sample(&text, "gatewayd_dutycycle_used_seconds{band=\"M\"}")
+        metric(&text, "gatewayd_dutycycle_used_seconds{band=\"M\"}")
             .is_some_and(|v| (v - used_s).abs() < 1e-6),
         "{text}"
     );
     assert_eq!(
-        sample(&text, "gatewayd_dutycycle_budget_seconds{band=\"P\"}"),
+        metric(&text, "gatewayd_dutycycle_budget_seconds{band=\"P\"}"),
         Some(360.0)
     );
     assert_eq!(
-        sample(
+        metric(
             &text,
             "gatewayd_guard_refusals_total{reason=\"duty_cycle\"}"
         ),
@@ -369,7 +311,7 @@ fn duty_cycle_budget_survives_a_restart() {
         "counters restart at zero; two refusals since"
     );
 
-    let status = status_json(&daemon);
+    let status = daemon.status_json();
     let band_m = status["duty_cycle"]
         .as_array()
         .and_then(|a| a.iter().find(|d| d["band"] == "M"))
@@ -453,7 +395,7 @@ fn a_corrupt_or_missing_ledger_refuses_transmissions_for_a_window() {
             "{what}: refused\n{}",
             daemon.log()
         );
-        let status = status_json(&daemon);
+        let status = daemon.status_json();
         let problems = status["storage"]["problems"].to_string();
         assert_eq!(status["storage"]["ledger_reset"], true, "{what}: {status}");
         assert!(problems.contains("fully used until"), "{what}: {problems}");
@@ -485,5 +427,5 @@ fn a_corrupt_or_missing_ledger_refuses_transmissions_for_a_window() {
         send(&ns, &pf, &sub, &daemon, 99, BAND_P_HZ),
         gw::TxAckStatus::DutyCycleOverflow
     );
-    assert_eq!(status_json(&daemon)["storage"]["ledger_reset"], false);
+    assert_eq!(daemon.status_json()["storage"]["ledger_reset"], false);
 }

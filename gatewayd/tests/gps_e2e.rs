@@ -2,7 +2,7 @@
 //! configured `[gps] device`) gives uplinks the GPS location and time; without GPS they carry
 //! the configured location and no time.
 
-mod support;
+use testkit as support;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

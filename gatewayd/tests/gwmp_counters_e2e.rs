@@ -3,7 +3,7 @@
 //! `/metrics` (`gatewayd_gwmp_rejected_total{reason}`) and `gatewayd status --json`
 //! (`radio_counters`), and valid uplinks between them still flow.
 
-mod support;
+use testkit as support;
 
 use std::time::Duration;
 

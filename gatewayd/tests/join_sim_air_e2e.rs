@@ -13,7 +13,7 @@
 //! protocol's windows (≲ 15 s); every wait is bounded and the seed fixes the device's keys,
 //! position, first transmission time and the air's randomness.
 
-mod support;
+use testkit as support;
 
 use std::path::Path;
 use std::time::Duration;

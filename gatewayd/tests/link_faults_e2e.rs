@@ -10,7 +10,7 @@
 //! `GATEWAYD_CHAOS_RATE` (uplinks per second) and `GATEWAYD_CHAOS_DOWN_MS` (how long the
 //! broker stays down).
 
-mod support;
+use testkit as support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,7 @@
 //! Only the chip is emulated. Faults (BUSY stuck, SPI errors) are injected on the chip while
 //! the daemon runs: the radio goes down and comes back, the rest of the daemon never notices.
 
-mod support;
+use testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

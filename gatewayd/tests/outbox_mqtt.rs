@@ -1,6 +1,6 @@
 //! The outbox and the MQTT link against a real Mosquitto on 127.0.0.1.
 
-mod support;
+use testkit as support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -11,7 +11,7 @@
 //! published every 2 s too: what a stock ChirpStack subscribes to (`+/gateway/+/event/+`)
 //! sees only its own events, never a PoC report (issue 17).
 
-mod support;
+use testkit as support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
@@ -28,7 +28,7 @@ use sim::air::{NodeId, Outcome};
 use sim::hub::{serve_hub, spawn_air, AirEvent};
 use sim::model::{AirModel, Position};
 use support::hotspot::Hotspot;
-use support::mosquitto::{Mosquitto, Received, Subscriber};
+use support::mosquitto::{online, Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -101,15 +101,6 @@ fn witness_frame(s: &SignedReport) -> Vec<u8> {
         Body::Witness(w) => w.frame.clone(),
         _ => panic!("not a witness report"),
     }
-}
-
-fn online(received: &[Received], id: &str) -> bool {
-    use chirpstack_api::prost::Message as _;
-    received.iter().any(|r| {
-        r.topic == format!("eu868/gateway/{id}/state/conn")
-            && chirpstack_api::gw::ConnState::decode(r.payload.as_slice())
-                .is_ok_and(|c| c.state() == chirpstack_api::gw::conn_state::State::Online)
-    })
 }
 
 fn hotspot_nodes(seen: &[AirEvent]) -> HashMap<NodeId, &'static str> {

@@ -4,9 +4,8 @@
 //! TX_ACK) during the outage; with a short `[poc] report_validity_secs`, reports that expire
 //! during the outage are dropped unsent and counted per outbox class in status and metrics.
 
-mod support;
+use testkit as support;
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -20,28 +19,12 @@ use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
 use gatewayd::poc::{Body, Kind, Report, SignedReport};
 use gatewayd::region::Region;
 use support::daemon::*;
+use support::observe::status_json;
+use support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(30);
 const WINDOW_S: u32 = 300;
 const ENTROPY: [u8; 32] = [7; 32];
-
-fn wait_for(what: &str, wait: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + wait;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn status_json(daemon: &Daemon) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-        .arg("--config")
-        .arg(&daemon.config)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
 
 fn expired(s: &serde_json::Value, class: &str) -> Option<u64> {
     s["outbox_expired"]

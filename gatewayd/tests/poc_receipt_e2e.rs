@@ -6,10 +6,10 @@
 //! in a broker outage, or a damaged chain state file, does not break the chain: the next
 //! receipt is a new segment.
 
-mod support;
+use testkit as support;
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use drivers::time::unix_ms;
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
@@ -19,16 +19,10 @@ use gatewayd::poc::receipt_state::{ReceiptState, STATE_FILE_NAME};
 use gatewayd::poc::verify::{Policy, Reason, Verifier};
 use gatewayd::poc::{Body, Kind, Report, SignedReport};
 use support::daemon::*;
+use support::observe::status_json;
+use support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Distinct receipts seen on MQTT, in chain order (by period end).
 fn receipts(sub: &Subscriber) -> Vec<SignedReport> {
@@ -93,16 +87,6 @@ fn rxpks(frames: &[(Vec<u8>, bool)]) -> String {
     format!("{{\"rxpk\":[{}]}}", list.join(","))
 }
 
-fn status_json(daemon: &Daemon) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
-        .arg("--config")
-        .arg(&daemon.config)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 #[test]
 fn receipts_match_the_uplinks_on_mqtt_and_link_across_a_kill9() {
     let broker = Mosquitto::start();
@@ -121,8 +105,10 @@ fn receipts_match_the_uplinks_on_mqtt_and_link_across_a_kill9() {
     ]));
     assert_eq!(pf.acks(1, WAIT).len(), 1);
     let n = 22;
-    wait_for("22 uplinks on event/up", || sub.uplinks().len() >= n);
-    wait_for("receipts covering 22 uplinks", || counted(&sub) >= n as u64);
+    wait_for("22 uplinks on event/up", WAIT, || sub.uplinks().len() >= n);
+    wait_for("receipts covering 22 uplinks", WAIT, || {
+        counted(&sub) >= n as u64
+    });
 
     let rs = receipts(&sub);
     let net = network_uplinks(&sub);
@@ -184,7 +170,7 @@ fn receipts_match_the_uplinks_on_mqtt_and_link_across_a_kill9() {
     );
 
     // Status counts what the receipts covered.
-    wait_for("receipt counters in status", || {
+    wait_for("receipt counters in status", WAIT, || {
         let s = status_json(&daemon);
         s["receipt_uplinks_total"] == n as u64 && s["receipts_total"].as_u64() >= Some(1)
     });
@@ -202,9 +188,11 @@ fn receipts_match_the_uplinks_on_mqtt_and_link_across_a_kill9() {
     daemon.spawn();
     let mut pf = Forwarder::new(daemon.udp_port);
     assert_eq!(pf.push_frames(300..303, 3, WAIT), 3);
-    wait_for("25 uplinks on event/up", || sub.uplinks().len() >= n + 3);
+    wait_for("25 uplinks on event/up", WAIT, || {
+        sub.uplinks().len() >= n + 3
+    });
     let state_path = daemon.dir.join("state").join(STATE_FILE_NAME);
-    wait_for("3 uplinks in the saved open period", || {
+    wait_for("3 uplinks in the saved open period", WAIT, || {
         std::fs::read(&state_path)
             .ok()
             .and_then(|b| ReceiptState::decode(&b).ok())
@@ -224,10 +212,10 @@ fn receipts_match_the_uplinks_on_mqtt_and_link_across_a_kill9() {
             network_uplinks(sub).into_iter().map(|u| u.0).collect();
         ids.len()
     };
-    wait_for("30 distinct uplinks on event/up", || {
+    wait_for("30 distinct uplinks on event/up", WAIT, || {
         distinct(&sub) >= total
     });
-    wait_for("receipts covering 30 uplinks", || {
+    wait_for("receipts covering 30 uplinks", WAIT, || {
         counted(&sub) >= total as u64
     });
     let rs = receipts(&sub);
@@ -264,17 +252,17 @@ fn a_receipt_lost_in_an_outage_is_followed_by_a_new_segment() {
     );
     let mut pf = Forwarder::new(daemon.udp_port);
     assert_eq!(pf.push_frames(0..4, 4, WAIT), 4);
-    wait_for("receipts covering 4 uplinks", || counted(&sub) >= 4);
+    wait_for("receipts covering 4 uplinks", WAIT, || counted(&sub) >= 4);
 
     // Broker down: 3 uplinks are forwarded (into the outbox) and chained; the receipt
     // covering them is signed and stored, then expires unsent.
     broker.stop();
     assert_eq!(pf.push_frames(10..13, 3, WAIT), 3);
-    wait_for("7 uplinks chained", || {
+    wait_for("7 uplinks chained", WAIT, || {
         status_json(&daemon)["receipt_uplinks_total"] == 7
     });
     let stored = status_json(&daemon)["receipts_total"].as_u64().unwrap_or(0);
-    wait_for("the receipt covering them stored", || {
+    wait_for("the receipt covering them stored", WAIT, || {
         status_json(&daemon)["receipts_total"].as_u64() > Some(stored)
     });
     // Longer than the receipts' validity (2 s after their period end).
@@ -288,9 +276,11 @@ fn a_receipt_lost_in_an_outage_is_followed_by_a_new_segment() {
             .collect::<std::collections::HashSet<u32>>()
             .len()
     };
-    wait_for("10 distinct uplinks on event/up", || distinct(&sub) >= 10);
-    wait_for("receipts covering 7 uplinks", || counted(&sub) >= 7);
-    wait_for("the lost receipt counted as expired", || {
+    wait_for("10 distinct uplinks on event/up", WAIT, || {
+        distinct(&sub) >= 10
+    });
+    wait_for("receipts covering 7 uplinks", WAIT, || counted(&sub) >= 7);
+    wait_for("the lost receipt counted as expired", WAIT, || {
         expired_poc(&status_json(&daemon)) >= Some(1)
     });
     std::thread::sleep(Duration::from_millis(1_500));
@@ -377,7 +367,7 @@ fn a_damaged_state_file_restarts_the_chain_as_a_new_segment() {
     let mut daemon = Daemon::start(broker.port(), "[poc]\nreceipt_interval_secs = 1\n");
     let mut pf = Forwarder::new(daemon.udp_port);
     assert_eq!(pf.push_frames(0..4, 4, WAIT), 4);
-    wait_for("receipts covering 4 uplinks", || counted(&sub) >= 4);
+    wait_for("receipts covering 4 uplinks", WAIT, || counted(&sub) >= 4);
     let before = receipts(&sub).len();
 
     daemon.kill9();
@@ -386,7 +376,7 @@ fn a_damaged_state_file_restarts_the_chain_as_a_new_segment() {
     daemon.spawn();
     let mut pf = Forwarder::new(daemon.udp_port);
     assert_eq!(pf.push_frames(10..13, 3, WAIT), 3);
-    wait_for("receipts covering 7 uplinks", || counted(&sub) >= 7);
+    wait_for("receipts covering 7 uplinks", WAIT, || counted(&sub) >= 7);
     assert!(state_path.with_extension("state.bad").exists());
 
     let rs = receipts(&sub);

@@ -2,7 +2,7 @@
 //! Semtech UDP backend) becomes a signed witness report on `poc/witness`, stored in the
 //! outbox first; it is not forwarded as an uplink; a second copy is not witnessed twice.
 
-mod support;
+use testkit as support;
 
 use std::time::{Duration, SystemTime};
 

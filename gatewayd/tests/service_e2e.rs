@@ -3,23 +3,16 @@
 //! invalid config, `gatewayd status`, the metrics endpoint, logs on stderr without a journal,
 //! dropping root privileges, and the watchdog withheld while a core loop is stuck.
 
-mod support;
+use testkit as support;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::daemon::*;
+use support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn wait_for(what: &str, wait: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + wait;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Datagrams received on the notify socket, as text.
 fn drain(sock: &UnixDatagram, into: &mut Vec<String>) {

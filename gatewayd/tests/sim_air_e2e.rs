@@ -10,7 +10,7 @@
 //! never published; collisions happen and the air's counter equals the collisions observed
 //! at the hotspots.
 
-mod support;
+use testkit as support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use sim::fleet_task::run_fleet;
 use sim::hub::{serve_hub, spawn_air, AirEvent};
 use sim::model::{sensitivity_dbm, AirModel, Position};
 use support::hotspot::Hotspot;
-use support::mosquitto::{Mosquitto, Received, Subscriber};
+use support::mosquitto::{online, Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -96,14 +96,6 @@ fn published(received: &[Received]) -> HashMap<String, Vec<gw::UplinkFrame>> {
         out.entry(id).or_default().push(up);
     }
     out
-}
-
-fn online(received: &[Received], id: &str) -> bool {
-    received.iter().any(|r| {
-        r.topic == format!("eu868/gateway/{id}/state/conn")
-            && gw::ConnState::decode(r.payload.as_slice())
-                .is_ok_and(|c| c.state() == gw::conn_state::State::Online)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! `event/stats` as a stock ChirpStack charts it: counts by status, frequency and modulation,
 //! and the duty-cycle use per band.
 
-mod support;
+use testkit as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -63,37 +63,35 @@ impl Totals {
     }
 }
 
-impl Setup {
-    /// The `event/stats` messages published so far.
-    fn stats(&self) -> Vec<gw::GatewayStats> {
-        self.sub
-            .all()
-            .iter()
-            .filter(|r| r.topic == "eu868/gateway/0102030405060708/event/stats")
-            .map(|r| gw::GatewayStats::decode(r.payload.as_slice()).expect("GatewayStats"))
-            .collect()
-    }
+/// The `event/stats` messages published so far.
+fn stats(s: &Setup) -> Vec<gw::GatewayStats> {
+    s.sub
+        .all()
+        .iter()
+        .filter(|r| r.topic == "eu868/gateway/0102030405060708/event/stats")
+        .map(|r| gw::GatewayStats::decode(r.payload.as_slice()).expect("GatewayStats"))
+        .collect()
+}
 
-    /// Wait (bounded) until `pred` holds for the stats so far; returns them.
-    fn wait_stats(
-        &self,
-        what: &str,
-        pred: impl Fn(&[gw::GatewayStats]) -> bool,
-    ) -> Vec<gw::GatewayStats> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let stats = self.stats();
-            if pred(&stats) {
-                return stats;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {:?}\n{}",
-                Totals::of(&stats),
-                self.daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+/// Wait (bounded) until `pred` holds for the stats so far; returns them.
+fn wait_stats(
+    s: &Setup,
+    what: &str,
+    pred: impl Fn(&[gw::GatewayStats]) -> bool,
+) -> Vec<gw::GatewayStats> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = stats(s);
+        if pred(&stats) {
+            return stats;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?}\n{}",
+            Totals::of(&stats),
+            s.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -124,11 +122,11 @@ fn stats_count_downlinks_by_status_frequency_and_modulation() {
         [gw::TxAckStatus::TooLate, gw::TxAckStatus::Ok]
     );
 
-    let counted = s.wait_stats("both downlinks counted", |st| {
+    let counted = wait_stats(&s, "both downlinks counted", |st| {
         Totals::of(st).tx_emitted >= 2
     });
     // Two more intervals: a counter not reset after its message would count again.
-    let stats = s.wait_stats("two more intervals", |st| st.len() >= counted.len() + 2);
+    let stats = wait_stats(&s, "two more intervals", |st| st.len() >= counted.len() + 2);
     let totals = Totals::of(&stats);
     assert_eq!(
         (totals.tx_received, totals.tx_emitted),
@@ -158,7 +156,7 @@ fn stats_count_downlinks_by_status_frequency_and_modulation() {
     );
 
     // Duty-cycle use per band, from the guard's ledger: RX1 went out in band M, RX2 in P.
-    let stats = s.wait_stats("duty-cycle use of bands M and P", |st| {
+    let stats = wait_stats(&s, "duty-cycle use of bands M and P", |st| {
         st.last()
             .and_then(|s| s.duty_cycle_stats.as_ref())
             .is_some_and(|d| {

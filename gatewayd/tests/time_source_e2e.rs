@@ -5,7 +5,7 @@
 //! clock the witness report is published. (Which branch runs depends on this machine's
 //! kernel; the forced answers are unit-tested with an injected check.)
 
-mod support;
+use testkit as support;
 
 use std::time::{Duration, SystemTime};
 

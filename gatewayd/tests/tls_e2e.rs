@@ -2,7 +2,7 @@
 //! certificates: certificates made with the `openssl` tool for the test (a CA, a server
 //! certificate for 127.0.0.1, a client certificate). A wrong CA is refused and nothing is lost.
 
-mod support;
+use testkit as support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! Mosquitto → a subscriber decoding `gw.UplinkFrame`s. Broker outage, `kill -9`, malformed
 //! datagrams.
 
-mod support;
+use testkit as support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-pub mod broker;
+pub use testkit::broker;
 
 /// Parse 16 hex digits.
 pub fn parse_eui(s: &str) -> anyhow::Result<[u8; 8]> {

@@ -7,7 +7,18 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::{watch, Notify};
 
 #[allow(unused_imports)]
-pub use super::broker::{free_port, Mosquitto};
+pub use crate::broker::{free_port, Mosquitto};
+
+/// Whether gateway `id` has published the ONLINE connection state among `received`.
+pub fn online(received: &[Received], id: &str) -> bool {
+    use chirpstack_api::gw;
+    use chirpstack_api::prost::Message as _;
+    received.iter().any(|r| {
+        r.topic == format!("eu868/gateway/{id}/state/conn")
+            && gw::ConnState::decode(r.payload.as_slice())
+                .is_ok_and(|c| c.state() == gw::conn_state::State::Online)
+    })
+}
 
 /// One message a [`Subscriber`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use chirpstack_api::pbjson_types;
 use chirpstack_api::prost::Message as _;
 use serde_json::Value;
 
-use super::daemon::*;
+use crate::daemon::*;
 
 /// How long a test waits for anything.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -92,21 +92,7 @@ impl Setup {
 
     /// The next PULL_RESP within `wait`: its raw token bytes and txpk.
     pub fn pull_resp(&self, wait: Duration) -> Option<([u8; 2], Value)> {
-        let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            self.pf
-                .sock
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .ok();
-            if let Ok(n) = self.pf.sock.recv(&mut buf) {
-                if n > 4 && buf[3] == 3 {
-                    let v: Value = serde_json::from_slice(&buf[4..n]).expect("txpk JSON");
-                    return Some(([buf[1], buf[2]], v["txpk"].clone()));
-                }
-            }
-        }
-        None
+        self.pf.pull_resp(wait)
     }
 
     /// Answer a PULL_RESP with a v2 TX_ACK; `error` None = success (empty body).

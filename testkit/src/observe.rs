@@ -4,11 +4,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::daemon::Daemon;
+use crate::daemon::Daemon;
 
 /// `gatewayd status --json` (Null when the daemon does not answer).
 pub fn status_json(daemon: &Daemon) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+    let out = Command::new(crate::gatewayd_bin())
         .arg("--config")
         .arg(&daemon.config)
         .args(["status", "--json"])

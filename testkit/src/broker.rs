@@ -1,5 +1,5 @@
 //! A real Mosquitto broker on 127.0.0.1 with a free port, in its own temp dir, stopped on
-//! Drop: used by the end-to-end tests (included by path) and by the demo.
+//! Drop: used by the end-to-end tests and by the demo.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -15,10 +15,10 @@ use chirpstack_api::gw;
 use chirpstack_api::prost::Message as _;
 
 #[allow(unused_imports)]
-pub use super::broker::{free_port, Mosquitto};
-pub use super::mosquitto::Received;
+pub use crate::broker::{free_port, Mosquitto};
+pub use crate::mosquitto::Received;
 #[allow(unused_imports)]
-pub use super::publisher::Publisher;
+pub use crate::publisher::Publisher;
 
 /// The gateway EUI the tests' packet forwarder announces.
 pub const GATEWAY: [u8; 8] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
@@ -150,7 +150,7 @@ impl Daemon {
 
     /// `gatewayd status --json` against this daemon's config.
     pub fn status_json(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        let out = Command::new(crate::gatewayd_bin())
             .arg("--config")
             .arg(&self.config)
             .args(["status", "--json"])
@@ -176,7 +176,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        let child = Command::new(crate::gatewayd_bin())
             .arg("--config")
             .arg(&self.config)
             .arg("--log-level")
@@ -288,6 +288,25 @@ impl Forwarder {
             }
         }
         false
+    }
+
+    /// The next PULL_RESP within `wait`: its raw token bytes and txpk.
+    pub fn pull_resp(&self, wait: Duration) -> Option<([u8; 2], serde_json::Value)> {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            self.sock
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .ok();
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                if n > 4 && buf[3] == 3 {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&buf[4..n]).expect("txpk JSON");
+                    return Some(([buf[1], buf[2]], v["txpk"].clone()));
+                }
+            }
+        }
+        None
     }
 
     /// Send raw bytes.
@@ -402,7 +421,7 @@ pub fn status_json(config: &Path) -> serde_json::Value {
 /// `gatewayd --config <config> status --json`, or why it failed (say, the daemon is still
 /// starting and its status socket is not there yet).
 pub fn try_status_json(config: &Path) -> Result<serde_json::Value, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+    let out = Command::new(crate::gatewayd_bin())
         .arg("--config")
         .arg(config)
         .args(["status", "--json"])

@@ -48,11 +48,11 @@ impl Hotspot {
              [service]\nallow_root = true\nstatus_socket = {sock:?}\nmetrics_bind = \"\"\n{extra}",
             state = dir.path().join("state").display().to_string(),
             sock = dir.path().join("status.sock").display().to_string(),
-            extra = super::daemon::trusted_clock(extra),
+            extra = crate::daemon::trusted_clock(extra),
         );
         std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("gatewayd.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gatewayd"))
+        let child = Command::new(crate::gatewayd_bin())
             .arg("--config")
             .arg(&config)
             .arg("--log-level")
@@ -86,11 +86,11 @@ impl Hotspot {
 
     /// `gatewayd status --json` of this hotspot.
     pub fn status(&self) -> serde_json::Value {
-        super::daemon::status_json(&self.config())
+        crate::daemon::status_json(&self.config())
     }
 
     /// SIGTERM and wait (bounded); the exit status, or `None` if it had to be killed.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        super::daemon::terminate_child(self.child.take()?, within)
+        crate::daemon::terminate_child(self.child.take()?, within)
     }
 }
