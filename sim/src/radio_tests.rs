@@ -234,9 +234,18 @@ async fn three_radios_hear_a_fifty_device_fleet_within_range_only() {
     stop.cancel();
 }
 
-fn settings(text: &str) -> Result<SimRadioConfig, String> {
-    let s: SimRadioSettings = toml::from_str(text).map_err(|e| e.to_string())?;
-    s.to_config(None).map_err(|e| e.to_string())
+/// Why a test's `[radio.simulated]` did not load: its TOML shape, or its values.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+fn settings(text: &str) -> Result<SimRadioConfig, LoadError> {
+    let s: SimRadioSettings = toml::from_str(text)?;
+    Ok(s.to_config(None)?)
 }
 
 #[test]
@@ -254,7 +263,7 @@ fn settings_parse_and_errors_name_the_key() {
             lon: 4.5
         }
     );
-    let err = |t| settings(t).unwrap_err();
+    let err = |t| settings(t).unwrap_err().to_string();
     assert!(err("hub = \"127.0.0.1:1\"\nx_m = 1.0\ny_m = 1.0\ncolour = 1").contains("colour"));
     assert!(err("hub = \"nowhere\"\nx_m = 1.0\ny_m = 1.0").starts_with("radio.simulated.hub:"));
     assert!(err("hub = \"10.0.0.1:1\"\nx_m = 1.0\ny_m = 1.0").contains("loopback"));
