@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::poc::beacon::{Window, DEFAULT_WINDOW_S, MIN_WINDOW_S};
+use crate::poc::beacon::{BeaconWindow, DEFAULT_WINDOW_S, MIN_WINDOW_S};
 
 /// `[poc]` as written in the file.
 #[derive(Debug, Deserialize)]
@@ -81,7 +81,7 @@ pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigEr
         key: key.to_string(),
         message,
     };
-    if !Window::valid_len(raw.window_secs) {
+    if !BeaconWindow::valid_len(raw.window_secs) {
         return Err(invalid(
             "poc.window_secs",
             format!(

@@ -124,7 +124,7 @@ fn location() -> Option<crate::position::SourcedLocation> {
 #[tokio::test]
 async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
     let mut r = rig("EU868", 20, TxStatus::Ok);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     r.task.beacon(window, [5; 32], location()).await.unwrap();
 
     // On air: the guard's limit (16.15 dBm EIRP − 2.15 dBi → 14 dBm) below the radio's 20.
@@ -174,7 +174,7 @@ async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
 #[tokio::test]
 async fn the_radio_maximum_caps_the_power() {
     let mut r = rig("EU868", 8, TxStatus::Ok);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     r.task.beacon(window, [5; 32], location()).await.unwrap();
     assert_eq!(r.radio.recv().await.unwrap().power_dbm, 8);
     r.outbox.close().await.unwrap();
@@ -184,7 +184,7 @@ async fn the_radio_maximum_caps_the_power() {
 async fn a_refused_or_unsent_beacon_is_not_reported() {
     // KR920 needs listen-before-talk, which this backend does not do.
     let mut r = rig("KR920", 14, TxStatus::Ok);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     assert_eq!(
         r.task.beacon(window, [5; 32], location()).await,
         Err(SkipReason::Refused)
@@ -208,7 +208,7 @@ async fn a_refused_or_unsent_beacon_is_not_reported() {
 #[tokio::test]
 async fn malformed_entropy_is_rejected_and_changes_nothing() {
     let mut r = rig("EU868", 14, TxStatus::Ok);
-    let window = Window { len_s: 60, id: 9 };
+    let window = BeaconWindow { len_s: 60, id: 9 };
     r.task.entropy(&[0u8; 43]);
     let mut bad_len = EntropyCommand {
         window,
@@ -236,7 +236,7 @@ async fn malformed_entropy_is_rejected_and_changes_nothing() {
 #[tokio::test]
 async fn skips_are_counted_by_reason() {
     let mut r = rig("EU868", 14, TxStatus::Ok);
-    let w = Window { len_s: 60, id: 1 };
+    let w = BeaconWindow { len_s: 60, id: 1 };
     r.task.skip(w, SkipReason::NoEntropy);
     r.task.skip(w.next(), SkipReason::NoEntropy);
     r.task.skip(w, SkipReason::Refused);
@@ -269,7 +269,7 @@ fn gps(status: GpsStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsSt
 
 /// The beacon report the task stored for one beacon (sent through `r`).
 async fn sent_report(r: &mut Rig) -> crate::poc::report::BeaconReport {
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     r.task.beacon(window, [5; 32], location()).await.unwrap();
     r.radio.recv().await.unwrap();
     let stored = r.outbox.next(10).await.unwrap();
@@ -331,7 +331,7 @@ async fn an_unsynchronized_clock_skips_the_beacon_until_ntp_or_a_gps_fix() {
     let unsynced = || Whereabouts::new(Some(berlin()), None).with_clock_sync(sync.clone());
     let mut r = rig_at("EU868", 14, TxStatus::Ok, unsynced());
     assert_eq!(unsynced().clock_status(), ClockStatus::Unsynchronized);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     assert_eq!(
         r.task.beacon(window, [5; 32], location()).await,
         Err(SkipReason::ClockUnsynchronized)

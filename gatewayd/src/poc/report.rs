@@ -2,7 +2,7 @@
 //! report bodies and the onboarding statement, one canonical big-endian encoding each.
 //! Receipts' bodies live in [`super::receipt`].
 
-use super::beacon::Window;
+use super::beacon::BeaconWindow;
 use super::identity::{IdentityError, PublicKey, Signer};
 use super::receipt::TransferReceipt;
 use super::wire::{bad, read_region, region_code, CodecError, Position, Reader, TimeSource};
@@ -52,7 +52,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeaconReport {
     /// The window.
-    pub window: Window,
+    pub window: BeaconWindow,
     /// The network's entropy for the window.
     pub network_entropy: [u8; 32],
     /// The hotspot's local entropy.
@@ -318,7 +318,7 @@ fn write_beacon(b: &BeaconReport, out: &mut Vec<u8>) {
 }
 
 fn read_beacon(r: &mut Reader<'_>) -> Result<BeaconReport, CodecError> {
-    let window = Window {
+    let window = BeaconWindow {
         len_s: r.u32("window length")?,
         id: r.u64("window id")?,
     };

@@ -2,7 +2,7 @@
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
-use super::beacon::{self, Window};
+use super::beacon::{self, BeaconWindow};
 use super::identity::{IdentityError, PublicKey, Signer};
 use super::report::{BeaconReport, Body, Report, SignedReport, WitnessReport};
 use super::wire::{Position, PositionSource, TimeSource};
@@ -26,7 +26,7 @@ impl Signer for SeedSigner {
     }
 }
 
-pub const WINDOW: Window = Window {
+pub const WINDOW: BeaconWindow = BeaconWindow {
     len_s: 3600,
     id: 490_000,
 };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ring::digest::{digest, SHA256};
 
-use super::beacon::{self, Window};
+use super::beacon::{self, BeaconWindow};
 use super::identity::PublicKey;
 use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
@@ -87,7 +87,7 @@ struct KnownBeacon {
 #[derive(Debug, Default)]
 pub struct Verifier {
     policy: Policy,
-    entropy: HashMap<Window, [u8; 32]>,
+    entropy: HashMap<BeaconWindow, [u8; 32]>,
     uplinks: HashMap<(PublicKey, [u8; 32]), Vec<Uplink>>,
     received: HashMap<PublicKey, Vec<Uplink>>,
     seen: HashSet<[u8; 32]>,
@@ -108,7 +108,7 @@ impl Verifier {
     }
 
     /// The network's entropy for `window`.
-    pub fn add_entropy(&mut self, window: Window, entropy: [u8; 32]) {
+    pub fn add_entropy(&mut self, window: BeaconWindow, entropy: [u8; 32]) {
         self.entropy.insert(window, entropy);
     }
 
@@ -228,7 +228,7 @@ impl Verifier {
 
     fn beacon(&mut self, key: PublicKey, b: &BeaconReport) -> Verdict {
         let w = b.window;
-        if !Window::valid_len(w.len_s) {
+        if !BeaconWindow::valid_len(w.len_s) {
             return Err(Reason::WindowMismatch(format!(
                 "length {} s is not valid",
                 w.len_s

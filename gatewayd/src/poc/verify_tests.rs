@@ -528,7 +528,7 @@ fn a_receipt_whose_uplinks_did_not_all_arrive_fails_but_the_next_one_links() {
 
 /// A valid beacon report of `signer` in the window of `len_s` containing [`tx_time_ms`].
 fn beacon_in(signer: &SeedSigner, len_s: u32) -> BeaconReport {
-    let window = Window {
+    let window = BeaconWindow {
         len_s,
         id: tx_time_ms() / (u64::from(len_s) * 1000),
     };

@@ -8,7 +8,7 @@
 use ring::digest::{digest, SHA256};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
-use gatewayd::poc::beacon::{plan, BeaconPlan, Window};
+use gatewayd::poc::beacon::{plan, BeaconPlan, BeaconWindow};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{hex, IdentityError, PublicKey, Signer};
 use gatewayd::poc::receipt::{genesis, ReceiptChain, TransferReceipt};
@@ -38,7 +38,7 @@ pub const RFC8032: [(&str, &str); 3] = [
 /// 2026-01-01T00:00:00Z in Unix seconds: the start of the vectors' window.
 const T0_S: u64 = 1_767_225_600;
 /// The window: an hour (the production minimum).
-pub const WINDOW: Window = Window {
+pub const WINDOW: BeaconWindow = BeaconWindow {
     len_s: 3600,
     id: T0_S / 3600,
 };
