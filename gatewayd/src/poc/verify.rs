@@ -72,7 +72,7 @@ pub use super::reason::Reason;
 pub type Uplink = (u32, Vec<u8>);
 
 /// A verdict: the report's kind when valid, else the reason.
-pub type Verdict = Result<Kind, Reason>;
+pub type ReportVerdict = Result<Kind, Reason>;
 
 #[derive(Debug, Clone)]
 struct KnownBeacon {
@@ -134,7 +134,7 @@ impl Verifier {
     /// Verify a batch: onboarding statements, then beacons (by window), receipts (by period
     /// end, so a key's chain is placed in order), then witnesses, so that witnesses find
     /// their beacon whatever the input order. Verdicts come back in input order.
-    pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<Verdict> {
+    pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<ReportVerdict> {
         let rank = |b: &[u8]| match SignedReport::decode(b).map(|r| r.report) {
             Ok(r) => match r.body {
                 Body::Onboarding(_) => (0, 0),
@@ -154,7 +154,7 @@ impl Verifier {
     }
 
     /// Verify one report received at Unix ms `received_ms`.
-    pub fn verify(&mut self, bytes: &[u8], received_ms: u64) -> Verdict {
+    pub fn verify(&mut self, bytes: &[u8], received_ms: u64) -> ReportVerdict {
         let signed = SignedReport::decode(bytes).map_err(Reason::Malformed)?;
         let r = &signed.report;
         if !signed.signature_valid() {
@@ -226,7 +226,7 @@ impl Verifier {
         }
     }
 
-    fn beacon(&mut self, key: PublicKey, b: &BeaconReport) -> Verdict {
+    fn beacon(&mut self, key: PublicKey, b: &BeaconReport) -> ReportVerdict {
         let w = b.window;
         if !BeaconWindow::valid_len(w.len_s) {
             return Err(Reason::WindowMismatch(format!(
@@ -314,7 +314,7 @@ impl Verifier {
         Ok(Kind::Beacon)
     }
 
-    fn witness(&mut self, key: PublicKey, w: &WitnessReport) -> Verdict {
+    fn witness(&mut self, key: PublicKey, w: &WitnessReport) -> ReportVerdict {
         let body =
             beacon::parse_frame(&w.frame).ok_or(Reason::NoBeacon("not a v1 beacon frame"))?;
         let known = self
