@@ -12,9 +12,9 @@ use super::nmea::{RejectReason, Sentence};
 /// Default time without any valid sentence after which the receiver is considered stale.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5);
 
-/// Coarse receiver status.
+/// Coarse GPS receiver status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpsStatus {
+pub enum ReceiverStatus {
     /// The serial device is not open (missing, unplugged, no permission).
     NoDevice,
     /// The device is open and talking (or just opened), but reports no fix.
@@ -62,7 +62,7 @@ impl GpsTime {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpsState {
     /// Receiver status.
-    pub status: GpsStatus,
+    pub status: ReceiverStatus,
     /// Current position (only with a fix).
     pub position: Option<Position>,
     /// Current time (only with a fix).
@@ -74,7 +74,7 @@ pub struct GpsState {
 impl Default for GpsState {
     fn default() -> Self {
         GpsState {
-            status: GpsStatus::NoDevice,
+            status: ReceiverStatus::NoDevice,
             position: None,
             time: None,
             last_sentence: None,
@@ -271,29 +271,29 @@ impl GpsTracker {
     fn update(&mut self, now: Instant) -> bool {
         let fresh = |t: Instant| now.saturating_duration_since(t) < self.stale_after;
         let status = match self.opened_at {
-            None => GpsStatus::NoDevice,
+            None => ReceiverStatus::NoDevice,
             Some(opened) => {
                 let heard = self.last_sentence.map_or(opened, |s| s.max(opened));
                 if !fresh(heard) {
-                    GpsStatus::Stale
+                    ReceiverStatus::Stale
                 } else if self.fix.is_some_and(|(f, t)| f && fresh(t)) {
-                    GpsStatus::Fix
+                    ReceiverStatus::Fix
                 } else {
-                    GpsStatus::NoFix
+                    ReceiverStatus::NoFix
                 }
             }
         };
-        if status != GpsStatus::Fix {
+        if status != ReceiverStatus::Fix {
             self.forget_fix();
         }
         let new = GpsState {
             status,
-            position: if status == GpsStatus::Fix {
+            position: if status == ReceiverStatus::Fix {
                 self.position
             } else {
                 None
             },
-            time: if status == GpsStatus::Fix {
+            time: if status == ReceiverStatus::Fix {
                 self.time
             } else {
                 None

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use drivers::gps::{GpsState, GpsStatus, GpsTime};
+use drivers::gps::{GpsState, GpsTime, ReceiverStatus};
 use drivers::radio::{RadioControl, TxRequest, TxStatus};
 
 use super::*;
@@ -250,7 +250,7 @@ async fn skips_are_counted_by_reason() {
 }
 
 /// A GPS whose clock reads `utc` now, with `status`.
-fn gps(status: GpsStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsState> {
+fn gps(status: ReceiverStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsState> {
     let now = Instant::now();
     let state = GpsState {
         status,
@@ -289,7 +289,7 @@ async fn with_a_gps_fix_the_report_is_gps_timed() {
         "EU868",
         14,
         TxStatus::Ok,
-        Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Fix, gps_utc))),
+        Whereabouts::new(Some(berlin()), Some(gps(ReceiverStatus::Fix, gps_utc))),
     );
     let b = sent_report(&mut r).await;
     assert_eq!(b.time_source, TimeSource::Gps);
@@ -308,7 +308,7 @@ async fn without_a_fix_the_report_is_local_clock_timed() {
     let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
     for whereabouts in [
         Whereabouts::new(Some(berlin()), None),
-        Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Stale, gps_utc))),
+        Whereabouts::new(Some(berlin()), Some(gps(ReceiverStatus::Stale, gps_utc))),
     ] {
         let mut r = rig_at("EU868", 14, TxStatus::Ok, whereabouts);
         let before = unix_ms(SystemTime::now());
@@ -357,7 +357,7 @@ async fn an_unsynchronized_clock_skips_the_beacon_until_ntp_or_a_gps_fix() {
     // Unsynchronized but with a GPS fix: GPS time.
     sync.set(false);
     let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
-    let with_fix = Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Fix, gps_utc)))
+    let with_fix = Whereabouts::new(Some(berlin()), Some(gps(ReceiverStatus::Fix, gps_utc)))
         .with_clock_sync(sync.clone());
     assert_eq!(with_fix.clock_status(), ClockStatus::Gps);
     let mut r = rig_at("EU868", 14, TxStatus::Ok, with_fix);
