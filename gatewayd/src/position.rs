@@ -117,7 +117,7 @@ impl Whereabouts {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use drivers::gps::{GpsTime, Position};
+    use drivers::gps::{GpsFix, GpsTime};
 
     use super::*;
 
@@ -145,7 +145,7 @@ mod tests {
         let utc = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let fix = GpsState {
             status: ReceiverStatus::Fix,
-            position: Some(Position {
+            position: Some(GpsFix {
                 latitude: 52.0,
                 longitude: 4.0,
                 altitude: Some(10.0),

@@ -27,7 +27,7 @@ pub mod state;
 
 pub use reader::{spawn, GpsConfig, GpsHandle, OpenError};
 pub use state::{
-    Counters, CountersSnapshot, GpsState, GpsTime, GpsTracker, Position, ReceiverStatus,
+    Counters, CountersSnapshot, GpsFix, GpsState, GpsTime, GpsTracker, ReceiverStatus,
 };
 
 #[cfg(test)]

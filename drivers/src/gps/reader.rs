@@ -461,7 +461,7 @@ mod tests {
             transition_message(ReceiverStatus::NoFix, &st).as_deref(),
             Some("GPS: fix acquired")
         );
-        st.position = Some(crate::gps::Position {
+        st.position = Some(crate::gps::GpsFix {
             latitude: 48.1173,
             longitude: 11.516_666,
             altitude: None,

@@ -25,9 +25,10 @@ pub enum ReceiverStatus {
     Stale,
 }
 
-/// A position from the receiver, in signed decimal degrees (WGS 84).
+/// A fix: the position the receiver reports, in signed decimal degrees (WGS 84), with its
+/// quality.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Position {
+pub struct GpsFix {
     /// Latitude, north positive.
     pub latitude: f64,
     /// Longitude, east positive.
@@ -64,7 +65,7 @@ pub struct GpsState {
     /// Receiver status.
     pub status: ReceiverStatus,
     /// Current position (only with a fix).
-    pub position: Option<Position>,
+    pub position: Option<GpsFix>,
     /// Current time (only with a fix).
     pub time: Option<GpsTime>,
     /// When the last valid sentence of any type arrived.
@@ -157,7 +158,7 @@ pub struct GpsTracker {
     fix: Option<(bool, Instant)>,
     /// Latest GGA with a fix: its extra fields complete positions from RMC.
     gga_extra: Option<(Option<f64>, Option<u8>, Option<f32>)>,
-    position: Option<Position>,
+    position: Option<GpsFix>,
     time: Option<GpsTime>,
     state: GpsState,
 }
@@ -215,7 +216,7 @@ impl GpsTracker {
                 if fix {
                     self.gga_extra = Some((gga.altitude, gga.satellites, gga.hdop));
                     if let Some(p) = gga.position {
-                        self.position = Some(Position {
+                        self.position = Some(GpsFix {
                             latitude: p.latitude,
                             longitude: p.longitude,
                             altitude: gga.altitude,
@@ -239,7 +240,7 @@ impl GpsTracker {
                     if let Some(p) = rmc.position {
                         let (altitude, satellites, hdop) =
                             self.gga_extra.unwrap_or((None, None, None));
-                        self.position = Some(Position {
+                        self.position = Some(GpsFix {
                             latitude: p.latitude,
                             longitude: p.longitude,
                             altitude,

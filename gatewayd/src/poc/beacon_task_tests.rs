@@ -254,7 +254,7 @@ fn gps(status: ReceiverStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<
     let now = Instant::now();
     let state = GpsState {
         status,
-        position: Some(drivers::gps::Position {
+        position: Some(drivers::gps::GpsFix {
             latitude: 52.52,
             longitude: 13.405,
             altitude: Some(40.0),
