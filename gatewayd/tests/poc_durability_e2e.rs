@@ -16,7 +16,7 @@ use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::report::BeaconReport;
 use gatewayd::poc::verify::{Policy, Verifier};
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::{Body, Kind, Report, SignedReport};
 use gatewayd::region::Region;
 use support::daemon::*;
@@ -88,7 +88,7 @@ fn beaconer(dir: &std::path::Path, name: &str, window: &BeaconWindow) -> Beacone
         power_dbm: 14,
         antenna_gain_ddbi: 20,
         cable_loss_ddb: 5,
-        location: Some(Position::from_degrees(
+        location: Some(WirePosition::from_degrees(
             PositionSource::Config,
             52.045,
             4.0,

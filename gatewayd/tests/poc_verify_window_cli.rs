@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use gatewayd::poc::beacon::{plan, BeaconWindow};
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::report::BeaconReport;
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::{Body, Report};
 use gatewayd::region::Region;
 
@@ -57,7 +57,12 @@ fn report(dir: &std::path::Path, len_s: u32) -> (BeaconWindow, String) {
         power_dbm: 14,
         antenna_gain_ddbi: 20,
         cable_loss_ddb: 5,
-        location: Some(Position::from_degrees(PositionSource::Gps, 52.0, 4.0, 10.0)),
+        location: Some(WirePosition::from_degrees(
+            PositionSource::Gps,
+            52.0,
+            4.0,
+            10.0,
+        )),
     };
     let signed = Report {
         key: key.public_key(),

@@ -11,7 +11,7 @@ use super::beacon::{self, BeaconWindow};
 use super::identity::PublicKey;
 use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
-use super::wire::Position;
+use super::wire::WirePosition;
 use crate::region::Region;
 
 /// Speed of light, m/s.
@@ -416,8 +416,8 @@ impl Verifier {
         &self,
         b: &BeaconReport,
         w: &WitnessReport,
-        bl: &Position,
-        wl: &Position,
+        bl: &WirePosition,
+        wl: &WirePosition,
     ) -> f64 {
         let limit = eirp_limit_cdb(b.region, u64::from(b.freq_hz)).unwrap_or(0);
         let eirp = f64::from(claimed_eirp_cdb(b).min(limit)) / 100.0;

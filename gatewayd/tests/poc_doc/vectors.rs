@@ -13,7 +13,7 @@ use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{hex, IdentityError, PublicKey, Signer};
 use gatewayd::poc::receipt::{genesis, ReceiptChain, TransferReceipt};
 use gatewayd::poc::report::{BeaconReport, Onboarding, WitnessReport, SIGNING_DOMAIN};
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::{Body, Report, SignedReport};
 use gatewayd::region::Region;
 
@@ -165,7 +165,7 @@ fn beacon_body(
     local: [u8; 32],
     tx_ms: u64,
     (gain, loss): (i16, u16),
-    at: Position,
+    at: WirePosition,
 ) -> BeaconReport {
     BeaconReport {
         window: WINDOW,
@@ -267,7 +267,7 @@ pub fn build() -> Vectors {
     );
 
     // 10.4 A's beacon report.
-    let a_at = Position::from_degrees(PositionSource::Gps, 52.370_215_7, 4.895_167_9, 2.0);
+    let a_at = WirePosition::from_degrees(PositionSource::Gps, 52.370_215_7, 4.895_167_9, 2.0);
     let tx = t0 + 1_234_567;
     let ba = beacon_body(&pa, local, tx, (21, 5), a_at);
     let beacon_r = sign(a, tx + 1000, tx + HOUR_MS, Body::Beacon(ba.clone()));
@@ -293,7 +293,7 @@ pub fn build() -> Vectors {
         rx_time_ms: rx,
         time_source: TimeSource::Gps,
         antenna_gain_ddbi: 30,
-        location: Some(Position::from_degrees(
+        location: Some(WirePosition::from_degrees(
             PositionSource::Config,
             52.4,
             4.9,
@@ -405,7 +405,7 @@ pub fn build() -> Vectors {
     // 10.8 Tampered reports, each failing one rule.
     let mut flipped = witness_r.bytes().to_vec();
     *flipped.last_mut().unwrap() ^= 0x01;
-    let c_at = Position::from_degrees(PositionSource::Config, 52.35, 4.85, 3.0);
+    let c_at = WirePosition::from_degrees(PositionSource::Config, 52.35, 4.85, 3.0);
     let late = WitnessReport {
         freq_hz: pa.freq_hz as u32 - 3_000,
         rssi_ddbm: -1120,
