@@ -29,7 +29,7 @@ use sim::crypto::{self, CryptoError};
 use sim::fleet::{device_keys, Fleet, FleetActivation, FleetConfig};
 use sim::fleet_task::run_fleet;
 use sim::hub::{spawn_air, AirEvent};
-use sim::model::{AirModel, Position};
+use sim::model::{AirModel, SimPosition};
 use sim::radio::{SimHub, SimRadioConfig};
 use support::daemon::GATEWAY_ID;
 use support::mosquitto::{Mosquitto, Subscriber};
@@ -191,7 +191,7 @@ async fn join_through_the_hotspot(window: BeaconWindow) {
     let radio = sim::radio::spawn(
         SimRadioConfig {
             hub: SimHub::InProcess(air.clone()),
-            position: Position::xy(0.0, 0.0),
+            position: SimPosition::xy(0.0, 0.0),
             antenna_gain_dbi: 0.0,
             gateway: Some(gateway),
             stats_interval: Duration::from_secs(3600),
@@ -219,7 +219,7 @@ async fn join_through_the_hotspot(window: BeaconWindow) {
         interval_us: 3_000_000,
         sf_mix: vec![7],
         channels_hz: vec![FREQ_HZ],
-        center: Position::xy(300.0, 0.0),
+        center: SimPosition::xy(300.0, 0.0),
         radius_m: 0.0,
         activation: FleetActivation::Otaa {
             abp_fallback_after: None,

@@ -26,7 +26,7 @@ use gatewayd::poc::verify::{Policy, Verifier};
 use gatewayd::poc::{Body, Kind, SignedReport};
 use sim::air::{NodeId, Outcome};
 use sim::hub::{serve_hub, spawn_air, AirEvent};
-use sim::model::{AirModel, Position};
+use sim::model::{AirModel, SimPosition};
 use support::hotspot::Hotspot;
 use support::mosquitto::{Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
@@ -119,7 +119,7 @@ fn hotspot_nodes(seen: &[AirEvent]) -> HashMap<NodeId, &'static str> {
                 .iter()
                 .find(|(_, lat, lon)| {
                     config.position
-                        == Position::LatLon {
+                        == SimPosition::LatLon {
                             lat: *lat,
                             lon: *lon,
                         }
