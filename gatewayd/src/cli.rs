@@ -82,7 +82,7 @@ pub enum PocCommand {
         files: Vec<PathBuf>,
         /// The network's entropy of a window, WINDOW_LEN_S:WINDOW_ID:HEX (repeatable).
         #[arg(long, value_parser = crate::poc::commands::parse_entropy)]
-        entropy: Vec<(crate::poc::beacon::Window, [u8; 32])>,
+        entropy: Vec<(crate::poc::beacon::BeaconWindow, [u8; 32])>,
         /// Reject beacons whose window's entropy was not given.
         #[arg(long)]
         require_entropy: bool,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use drivers::gps::{GpsState, GpsStatus};
+use drivers::gps::{GpsState, ReceiverStatus};
 use tokio::sync::watch;
 
 use crate::config::Location;
@@ -85,7 +85,7 @@ impl Whereabouts {
     pub fn location(&self) -> Option<SourcedLocation> {
         if let Some(state) = &self.gps {
             let s = state.borrow();
-            if let (GpsStatus::Fix, Some(p)) = (s.status, &s.position) {
+            if let (ReceiverStatus::Fix, Some(p)) = (s.status, &s.position) {
                 return Some(SourcedLocation {
                     location: Location {
                         latitude: p.latitude,
@@ -106,7 +106,7 @@ impl Whereabouts {
     pub fn gps_time(&self, now: Instant) -> Option<SystemTime> {
         let state = self.gps.as_ref()?;
         let s = state.borrow();
-        if s.status != GpsStatus::Fix {
+        if s.status != ReceiverStatus::Fix {
             return None;
         }
         s.time.as_ref().map(|t| t.at(now))
@@ -117,7 +117,7 @@ impl Whereabouts {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use drivers::gps::{GpsTime, Position};
+    use drivers::gps::{GpsFix, GpsTime};
 
     use super::*;
 
@@ -144,8 +144,8 @@ mod tests {
         let now = Instant::now();
         let utc = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let fix = GpsState {
-            status: GpsStatus::Fix,
-            position: Some(Position {
+            status: ReceiverStatus::Fix,
+            position: Some(GpsFix {
                 latitude: 52.0,
                 longitude: 4.0,
                 altitude: Some(10.0),
@@ -165,7 +165,7 @@ mod tests {
             Some(utc + Duration::from_secs(2))
         );
         tx.send_replace(GpsState {
-            status: GpsStatus::Stale,
+            status: ReceiverStatus::Stale,
             ..fix
         });
         assert_eq!(w.location().unwrap().source, LocationSource::Config);

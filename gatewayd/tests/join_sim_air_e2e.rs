@@ -29,7 +29,7 @@ use sim::crypto::{self, CryptoError};
 use sim::fleet::{device_keys, Fleet, FleetActivation, FleetConfig};
 use sim::fleet_task::run_fleet;
 use sim::hub::{spawn_air, AirEvent};
-use sim::model::{AirModel, Position};
+use sim::model::{AirModel, SimPosition};
 use sim::radio::{SimHub, SimRadioConfig};
 use support::daemon::GATEWAY_ID;
 use support::mosquitto::{Mosquitto, Subscriber};
@@ -155,7 +155,7 @@ fn transmitted(seen: &[AirEvent]) -> Vec<(NodeId, SimTime, SimTime, Transmission
 
 /// Which receive window the join-accept is meant for.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Window {
+enum BeaconWindow {
     /// The command arrives in time for RX1 (5 s).
     Rx1,
     /// The command arrives after RX1's instant: RX1 is TOO_LATE, RX2 (6 s) is used.
@@ -164,15 +164,15 @@ enum Window {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_device_joins_in_rx1_through_the_hotspot_and_sends_with_its_new_devaddr() {
-    join_through_the_hotspot(Window::Rx1).await;
+    join_through_the_hotspot(BeaconWindow::Rx1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_accept_too_late_for_rx1_goes_out_in_rx2_and_the_device_joins_there() {
-    join_through_the_hotspot(Window::Rx2).await;
+    join_through_the_hotspot(BeaconWindow::Rx2).await;
 }
 
-async fn join_through_the_hotspot(window: Window) {
+async fn join_through_the_hotspot(window: BeaconWindow) {
     let broker = Mosquitto::start();
     let ns = Subscriber::connect(broker.port(), &format!("eu868/gateway/{GATEWAY_ID}/#")).await;
     let dir = tempfile::tempdir().unwrap();
@@ -191,7 +191,7 @@ async fn join_through_the_hotspot(window: Window) {
     let radio = sim::radio::spawn(
         SimRadioConfig {
             hub: SimHub::InProcess(air.clone()),
-            position: Position::xy(0.0, 0.0),
+            position: SimPosition::xy(0.0, 0.0),
             antenna_gain_dbi: 0.0,
             gateway: Some(gateway),
             stats_interval: Duration::from_secs(3600),
@@ -219,7 +219,7 @@ async fn join_through_the_hotspot(window: Window) {
         interval_us: 3_000_000,
         sf_mix: vec![7],
         channels_hz: vec![FREQ_HZ],
-        center: Position::xy(300.0, 0.0),
+        center: SimPosition::xy(300.0, 0.0),
         radius_m: 0.0,
         activation: FleetActivation::Otaa {
             abp_fallback_after: None,
@@ -269,7 +269,7 @@ async fn join_through_the_hotspot(window: Window) {
     };
     assert_eq!(sf, 7);
     let context = join_up.rx_info.as_ref().expect("rx_info").context.clone();
-    if window == Window::Rx2 {
+    if window == BeaconWindow::Rx2 {
         // The join-request ended before it was published: 5.2 s from now is past RX1.
         tokio::time::sleep(Duration::from_millis(5200)).await;
     }
@@ -301,8 +301,8 @@ async fn join_through_the_hotspot(window: Window) {
     .await;
     let statuses: Vec<_> = ack.items.iter().map(|i| i.status()).collect();
     let expected = match window {
-        Window::Rx1 => [gw::TxAckStatus::Ok, gw::TxAckStatus::Ignored],
-        Window::Rx2 => [gw::TxAckStatus::TooLate, gw::TxAckStatus::Ok],
+        BeaconWindow::Rx1 => [gw::TxAckStatus::Ok, gw::TxAckStatus::Ignored],
+        BeaconWindow::Rx2 => [gw::TxAckStatus::TooLate, gw::TxAckStatus::Ok],
     };
     assert_eq!(statuses, expected, "{window:?}");
 
@@ -364,8 +364,8 @@ async fn join_through_the_hotspot(window: Window) {
     // RX1: the uplink's channel and DR, 16 dBm EIRP; RX2: 869.525 MHz SF12, 27 dBm EIRP
     // (band P allows 29.15); a 0 dBi antenna, no cable loss: conducted = EIRP.
     let (freq, sf, power, at) = match window {
-        Window::Rx1 => (FREQ_HZ, 7, 16.0, jr_end + 5_000_000),
-        Window::Rx2 => (869_525_000, 12, 27.0, jr_end + 6_000_000),
+        BeaconWindow::Rx1 => (FREQ_HZ, 7, 16.0, jr_end + 5_000_000),
+        BeaconWindow::Rx2 => (869_525_000, 12, 27.0, jr_end + 6_000_000),
     };
     assert_eq!(frame.payload, accept);
     assert_eq!(frame.freq_hz, freq);

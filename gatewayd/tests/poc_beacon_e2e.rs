@@ -20,13 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use drivers::radio::Modulation;
-use gatewayd::poc::beacon::{plan, Window};
+use gatewayd::poc::beacon::{plan, BeaconWindow};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::verify::{Policy, Verifier};
 use gatewayd::poc::{Body, Kind, SignedReport};
 use sim::air::{NodeId, Outcome};
 use sim::hub::{serve_hub, spawn_air, AirEvent};
-use sim::model::{AirModel, Position};
+use sim::model::{AirModel, SimPosition};
 use support::hotspot::Hotspot;
 use support::mosquitto::{online, Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
@@ -110,7 +110,7 @@ fn hotspot_nodes(seen: &[AirEvent]) -> HashMap<NodeId, &'static str> {
                 .iter()
                 .find(|(_, lat, lon)| {
                     config.position
-                        == Position::LatLon {
+                        == SimPosition::LatLon {
                             lat: *lat,
                             lon: *lon,
                         }
@@ -194,7 +194,7 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
         let stop = network_stop.clone();
         tokio::spawn(async move {
             while !stop.is_cancelled() {
-                let now = Window::containing(WINDOW_S, SystemTime::now()).unwrap();
+                let now = BeaconWindow::containing(WINDOW_S, SystemTime::now()).unwrap();
                 for w in [now, now.next()] {
                     windows.lock().unwrap().insert(w.id);
                     let payload = EntropyCommand {
@@ -387,7 +387,7 @@ async fn hotspots_beacon_in_their_windows_and_those_in_range_witness() {
     let ids: Vec<u64> = windows.lock().unwrap().iter().copied().collect();
     for id in &ids {
         verifier.add_entropy(
-            Window {
+            BeaconWindow {
                 len_s: WINDOW_S,
                 id: *id,
             },

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use drivers::time::unix_ms;
-use gatewayd::poc::beacon::{parse_frame, plan, BeaconPlan, Window};
+use gatewayd::poc::beacon::{parse_frame, plan, BeaconPlan, BeaconWindow};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::report::BeaconReport;
 use gatewayd::poc::verify::{Policy, Verifier};
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::{Body, Kind, Report, SignedReport};
 use gatewayd::region::Region;
 use support::daemon::*;
@@ -35,15 +35,15 @@ fn expired(s: &serde_json::Value, class: &str) -> Option<u64> {
 }
 
 /// A window with at least a minute left, so beacons and witnesses fall into the same one.
-fn current_window() -> Window {
-    let w = Window::containing(WINDOW_S, SystemTime::now()).unwrap();
+fn current_window() -> BeaconWindow {
+    let w = BeaconWindow::containing(WINDOW_S, SystemTime::now()).unwrap();
     if w.end_ms() - unix_ms(SystemTime::now()) > 60_000 {
         return w;
     }
     std::thread::sleep(Duration::from_millis(
         w.end_ms() - unix_ms(SystemTime::now()) + 100,
     ));
-    Window::containing(WINDOW_S, SystemTime::now()).unwrap()
+    BeaconWindow::containing(WINDOW_S, SystemTime::now()).unwrap()
 }
 
 /// Another hotspot 5 km north of the daemon (52.0 N, 4.0 E) with its beacon in `window`
@@ -53,7 +53,7 @@ struct Beaconer {
     report: SignedReport,
 }
 
-fn beaconer(dir: &std::path::Path, name: &str, window: &Window) -> Beaconer {
+fn beaconer(dir: &std::path::Path, name: &str, window: &BeaconWindow) -> Beaconer {
     let key = KeyFileSigner::generate(&dir.join(name)).unwrap();
     let region = Region::by_name("EU868").unwrap();
     let plan = plan(region, None, &ENTROPY, window, &[9; 32], &key.public_key()).unwrap();
@@ -71,7 +71,7 @@ fn beaconer(dir: &std::path::Path, name: &str, window: &Window) -> Beaconer {
         power_dbm: 14,
         antenna_gain_ddbi: 20,
         cable_loss_ddb: 5,
-        location: Some(Position::from_degrees(
+        location: Some(WirePosition::from_degrees(
             PositionSource::Config,
             52.045,
             4.0,
@@ -354,11 +354,11 @@ fn beacon_reports_survive_a_broker_outage_and_a_kill9() {
 
     // The network's entropy for this window and the next three (the daemon keeps four),
     // delivered before the outage: the daemon logs each one it accepts.
-    let first = Window::containing(SHORT_WINDOW_S, SystemTime::now()).unwrap();
-    let windows: Vec<Window> = std::iter::successors(Some(first), |w| Some(w.next()))
+    let first = BeaconWindow::containing(SHORT_WINDOW_S, SystemTime::now()).unwrap();
+    let windows: Vec<BeaconWindow> = std::iter::successors(Some(first), |w| Some(w.next()))
         .take(4)
         .collect();
-    let entropy_of = |w: &Window| [w.id as u8 ^ 0x5a; 32];
+    let entropy_of = |w: &BeaconWindow| [w.id as u8 ^ 0x5a; 32];
     let network = Network::connect(broker.port());
     for w in &windows {
         let payload = EntropyCommand {

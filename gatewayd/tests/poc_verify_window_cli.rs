@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use gatewayd::poc::beacon::{plan, Window};
+use gatewayd::poc::beacon::{plan, BeaconWindow};
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::report::BeaconReport;
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::{Body, Report};
 use gatewayd::region::Region;
 
@@ -35,10 +35,10 @@ fn verify(args: &[&str], stdin: &str) -> Output {
 }
 
 /// A signed beacon report in the window of `len_s` starting at `T0_S`.
-fn report(dir: &std::path::Path, len_s: u32) -> (Window, String) {
+fn report(dir: &std::path::Path, len_s: u32) -> (BeaconWindow, String) {
     let key = KeyFileSigner::generate(&dir.join(format!("{len_s}.pk8"))).unwrap();
     let region = Region::by_name("EU868").unwrap();
-    let window = Window {
+    let window = BeaconWindow {
         len_s,
         id: T0_S / u64::from(len_s),
     };
@@ -57,7 +57,12 @@ fn report(dir: &std::path::Path, len_s: u32) -> (Window, String) {
         power_dbm: 14,
         antenna_gain_ddbi: 20,
         cable_loss_ddb: 5,
-        location: Some(Position::from_degrees(PositionSource::Gps, 52.0, 4.0, 10.0)),
+        location: Some(WirePosition::from_degrees(
+            PositionSource::Gps,
+            52.0,
+            4.0,
+            10.0,
+        )),
     };
     let signed = Report {
         key: key.public_key(),
@@ -70,7 +75,7 @@ fn report(dir: &std::path::Path, len_s: u32) -> (Window, String) {
     (window, signed.to_hex())
 }
 
-fn entropy_arg(w: &Window) -> String {
+fn entropy_arg(w: &BeaconWindow) -> String {
     let hex: String = ENTROPY.iter().map(|b| format!("{b:02x}")).collect();
     format!("--entropy={}:{}:{hex}", w.len_s, w.id)
 }

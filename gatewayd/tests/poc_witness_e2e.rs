@@ -6,7 +6,7 @@ use testkit as support;
 
 use std::time::{Duration, SystemTime};
 
-use gatewayd::poc::beacon::{plan, Window};
+use gatewayd::poc::beacon::{plan, BeaconWindow};
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::poc::{Body, Kind, SignedReport};
 use gatewayd::region::Region;
@@ -27,7 +27,7 @@ fn another_hotspots_beacon_becomes_a_signed_witness_report() {
     let dir = tempfile::tempdir().unwrap();
     let other = KeyFileSigner::generate(&dir.path().join("other.pk8")).unwrap();
     let region = Region::by_name("EU868").unwrap();
-    let window = Window::containing(300, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(300, SystemTime::now()).unwrap();
     let beacon = plan(
         region,
         None,

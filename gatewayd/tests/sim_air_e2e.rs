@@ -22,7 +22,7 @@ use sim::air::{NodeId, Outcome, Reception};
 use sim::fleet::{Fleet, FleetConfig};
 use sim::fleet_task::run_fleet;
 use sim::hub::{serve_hub, spawn_air, AirEvent};
-use sim::model::{sensitivity_dbm, AirModel, Position};
+use sim::model::{sensitivity_dbm, AirModel, SimPosition};
 use support::hotspot::Hotspot;
 use support::mosquitto::{online, Mosquitto, Received, Subscriber};
 use tokio::sync::mpsc;
@@ -78,7 +78,7 @@ fn hotspot_nodes(seen: &[AirEvent]) -> HashMap<NodeId, &'static str> {
         .filter_map(|e| match e {
             AirEvent::Attached { node, config } if !config.listen.inverted_iq => HOTSPOTS
                 .iter()
-                .find(|(_, x, y)| config.position == Position::xy(*x, *y))
+                .find(|(_, x, y)| config.position == SimPosition::xy(*x, *y))
                 .map(|(id, _, _)| (*node, *id)),
             _ => None,
         })
@@ -161,7 +161,7 @@ async fn three_hotspots_publish_exactly_what_the_air_delivered_to_them() {
         devices: 50,
         seed: SEED,
         interval_us: 5_000_000,
-        center: Position::xy(0.0, 1000.0),
+        center: SimPosition::xy(0.0, 1000.0),
         radius_m: 6500.0,
         ..FleetConfig::default()
     };

@@ -10,7 +10,7 @@ use testkit as support;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use gatewayd::poc::beacon::{plan, Window};
+use gatewayd::poc::beacon::{plan, BeaconWindow};
 use gatewayd::poc::identity::{KeyFileSigner, Signer};
 use gatewayd::region::Region;
 use support::daemon::*;
@@ -52,7 +52,7 @@ fn status_names_the_time_source_and_an_unsynchronized_clock_holds_reports() {
 
     let dir = tempfile::tempdir().unwrap();
     let other = KeyFileSigner::generate(&dir.path().join("other.pk8")).unwrap();
-    let window = Window::containing(300, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(300, SystemTime::now()).unwrap();
     let region = Region::by_name("EU868").unwrap();
     let beacon = plan(
         region,

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use drivers::airtime::{time_on_air_us, FrameShape};
 use drivers::radio::Modulation;
 
-use super::model::{same_channel_kind, sensitivity_dbm, AirModel, Position};
+use super::model::{same_channel_kind, sensitivity_dbm, AirModel, SimPosition};
 
 /// Simulated time in microseconds.
 pub type SimTime = u64;
@@ -79,7 +79,7 @@ impl Listen {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
     /// Where it is.
-    pub position: Position,
+    pub position: SimPosition,
     /// Antenna gain in dBi (applies to transmit and receive).
     pub antenna_gain_dbi: f64,
     /// What it listens to.
@@ -183,7 +183,7 @@ pub enum AirError {
     },
     /// The node's position is invalid or of a different kind than the others'.
     #[error("invalid position {0:?}: not finite, out of range, or mixing x/y with lat/lon")]
-    BadPosition(Position),
+    BadPosition(SimPosition),
     /// A parameter of a transmission is out of range.
     #[error("invalid transmission: {0}")]
     BadTransmission(String),

@@ -33,7 +33,7 @@ fn no_shadow(capture: Option<f64>) -> AirModel {
 
 fn node(air: &mut Air, x: f64, listen: Listen) -> NodeId {
     air.add_node(NodeConfig {
-        position: Position::xy(x, 0.0),
+        position: SimPosition::xy(x, 0.0),
         antenna_gain_dbi: 0.0,
         listen,
     })
@@ -197,7 +197,7 @@ fn bad_requests_are_errors() {
         Err(AirError::BadTransmission(_))
     ));
     let latlon = NodeConfig {
-        position: Position::LatLon { lat: 1.0, lon: 1.0 },
+        position: SimPosition::LatLon { lat: 1.0, lon: 1.0 },
         antenna_gain_dbi: 0.0,
         listen: Listen::hotspot(),
     };
@@ -222,7 +222,7 @@ fn busy_run(seed: u64) -> (Vec<Reception>, AirStats) {
         let y = rng.random_range(-3000.0..3000.0);
         devs.push(
             air.add_node(NodeConfig {
-                position: Position::xy(x, y),
+                position: SimPosition::xy(x, y),
                 antenna_gain_dbi: 0.0,
                 listen: Listen::device(),
             })

@@ -12,7 +12,7 @@ use super::air::Transmission;
 use super::air::{Air, AirError, Listen, NodeConfig, NodeId, Outcome, Reception, SimTime};
 use super::crypto::{Key, Session};
 use super::device::{Activation, Device, DeviceConfig, DeviceCounters, DownlinkOutcome};
-use super::model::Position;
+use super::model::SimPosition;
 
 /// How fleet devices are activated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct FleetConfig {
     /// RX2 spreading factor.
     pub rx2_sf: u8,
     /// Devices are placed uniformly in this disc: centre …
-    pub center: Position,
+    pub center: SimPosition,
     /// … and radius, metres (for lat/lon centres, metres converted near the centre).
     pub radius_m: f64,
     /// Transmit power, dBm.
@@ -75,7 +75,7 @@ impl Default for FleetConfig {
             channels_hz: vec![868_100_000, 868_300_000, 868_500_000],
             rx2_freq_hz: 869_525_000,
             rx2_sf: 12,
-            center: Position::xy(0.0, 0.0),
+            center: SimPosition::xy(0.0, 0.0),
             radius_m: 2000.0,
             power_dbm: 14.0,
             antenna_gain_dbi: 0.0,
@@ -137,11 +137,11 @@ fn invalid(field: &'static str, message: impl Into<String>) -> FleetError {
     }
 }
 
-fn place(center: Position, r: f64, angle: f64) -> Position {
+fn place(center: SimPosition, r: f64, angle: f64) -> SimPosition {
     let (dx, dy) = (r * angle.cos(), r * angle.sin());
     match center {
-        Position::Xy { x_m, y_m } => Position::xy(x_m + dx, y_m + dy),
-        Position::LatLon { lat, lon } => Position::LatLon {
+        SimPosition::Xy { x_m, y_m } => SimPosition::xy(x_m + dx, y_m + dy),
+        SimPosition::LatLon { lat, lon } => SimPosition::LatLon {
             lat: lat + dy / 111_320.0,
             lon: lon + dx / (111_320.0 * lat.to_radians().cos().max(1e-6)),
         },
@@ -154,7 +154,7 @@ pub type FleetCounters = DeviceCounters;
 /// A fleet of devices with positions.
 pub struct Fleet {
     devices: Vec<Device>,
-    positions: Vec<Position>,
+    positions: Vec<SimPosition>,
     antenna_gain_dbi: f64,
 }
 

@@ -17,7 +17,7 @@ fn setup(model: AirModel, cfg: &FleetConfig) -> (Air, Fleet, Vec<NodeId>, Vec<No
         .iter()
         .map(|&(x, y)| {
             air.add_node(NodeConfig {
-                position: Position::xy(x, y),
+                position: SimPosition::xy(x, y),
                 antenna_gain_dbi: 2.0,
                 listen: Listen::hotspot(),
             })
@@ -35,12 +35,12 @@ fn fifty(seed: u64) -> FleetConfig {
         seed,
         interval_us: 20_000_000,
         radius_m: 9000.0,
-        center: Position::xy(1000.0, 1000.0),
+        center: SimPosition::xy(1000.0, 1000.0),
         ..FleetConfig::default()
     }
 }
 
-fn pos(air: &Air, n: NodeId) -> Position {
+fn pos(air: &Air, n: NodeId) -> SimPosition {
     air.node(n).unwrap().position
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::air::Listen;
-use crate::model::Position;
+use crate::model::SimPosition;
 use drivers::radio::Modulation;
 
 fn uplink(payload: Vec<u8>) -> Transmission {
@@ -25,7 +25,7 @@ fn uplink(payload: Vec<u8>) -> Transmission {
 
 fn node(x: f64, listen: Listen) -> NodeConfig {
     NodeConfig {
-        position: Position::xy(x, 0.0),
+        position: SimPosition::xy(x, 0.0),
         antenna_gain_dbi: 0.0,
         listen,
     }

@@ -10,7 +10,7 @@ use drivers::radio::Modulation;
 /// Where a radio is: plane coordinates in metres, or WGS-84 latitude/longitude in degrees.
 /// All radios on one air use the same kind.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Position {
+pub enum SimPosition {
     /// Metres on a flat plane.
     Xy {
         /// East, metres.
@@ -27,28 +27,31 @@ pub enum Position {
     },
 }
 
-impl Position {
+impl SimPosition {
     /// A position on the plane, in metres.
-    pub fn xy(x_m: f64, y_m: f64) -> Position {
-        Position::Xy { x_m, y_m }
+    pub fn xy(x_m: f64, y_m: f64) -> SimPosition {
+        SimPosition::Xy { x_m, y_m }
     }
 
     /// Whether two positions can be compared (same kind).
-    pub fn same_kind(&self, other: &Position) -> bool {
+    pub fn same_kind(&self, other: &SimPosition) -> bool {
         matches!(
             (self, other),
-            (Position::Xy { .. }, Position::Xy { .. })
-                | (Position::LatLon { .. }, Position::LatLon { .. })
+            (SimPosition::Xy { .. }, SimPosition::Xy { .. })
+                | (SimPosition::LatLon { .. }, SimPosition::LatLon { .. })
         )
     }
 
     /// Distance in metres (haversine for lat/lon); `None` when the kinds differ.
-    pub fn distance_m(&self, other: &Position) -> Option<f64> {
+    pub fn distance_m(&self, other: &SimPosition) -> Option<f64> {
         match (*self, *other) {
-            (Position::Xy { x_m: x1, y_m: y1 }, Position::Xy { x_m: x2, y_m: y2 }) => {
+            (SimPosition::Xy { x_m: x1, y_m: y1 }, SimPosition::Xy { x_m: x2, y_m: y2 }) => {
                 Some(((x1 - x2).powi(2) + (y1 - y2).powi(2)).sqrt())
             }
-            (Position::LatLon { lat: la1, lon: lo1 }, Position::LatLon { lat: la2, lon: lo2 }) => {
+            (
+                SimPosition::LatLon { lat: la1, lon: lo1 },
+                SimPosition::LatLon { lat: la2, lon: lo2 },
+            ) => {
                 const R: f64 = 6_371_008.8;
                 let (p1, p2) = (la1.to_radians(), la2.to_radians());
                 let dp = p2 - p1;
@@ -63,8 +66,8 @@ impl Position {
     /// Whether the coordinates are finite (and in range for lat/lon).
     pub fn is_valid(&self) -> bool {
         match *self {
-            Position::Xy { x_m, y_m } => x_m.is_finite() && y_m.is_finite(),
-            Position::LatLon { lat, lon } => {
+            SimPosition::Xy { x_m, y_m } => x_m.is_finite() && y_m.is_finite(),
+            SimPosition::LatLon { lat, lon } => {
                 lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0
             }
         }
@@ -252,20 +255,20 @@ mod tests {
 
     #[test]
     fn distances() {
-        let a = Position::xy(0.0, 0.0);
-        assert_eq!(a.distance_m(&Position::xy(3.0, 4.0)), Some(5.0));
-        let p = Position::LatLon {
+        let a = SimPosition::xy(0.0, 0.0);
+        assert_eq!(a.distance_m(&SimPosition::xy(3.0, 4.0)), Some(5.0));
+        let p = SimPosition::LatLon {
             lat: 52.0,
             lon: 5.0,
         };
-        let q = Position::LatLon {
+        let q = SimPosition::LatLon {
             lat: 52.0 + 1.0 / 60.0,
             lon: 5.0,
         };
         let d = p.distance_m(&q).unwrap();
         assert!((d - 1853.2).abs() < 2.0, "{d}");
         assert_eq!(a.distance_m(&p), None);
-        assert!(!Position::LatLon {
+        assert!(!SimPosition::LatLon {
             lat: 91.0,
             lon: 0.0
         }

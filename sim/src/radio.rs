@@ -21,7 +21,7 @@ use drivers::radio::{
 
 use super::air::{Listen, NodeConfig, Transmission};
 use super::hub::{connect_hub, AirHandle, Delivery};
-use super::model::Position;
+use super::model::SimPosition;
 use super::SimError;
 
 /// Where the simulated radio finds its air.
@@ -39,7 +39,7 @@ pub struct SimRadioConfig {
     /// The air.
     pub hub: SimHub,
     /// Where the hotspot is.
-    pub position: Position,
+    pub position: SimPosition,
     /// Antenna gain, dBi.
     pub antenna_gain_dbi: f64,
     /// Gateway EUI reported with uplinks and stats, if any.
@@ -90,8 +90,8 @@ impl SimRadioSettings {
             ));
         }
         let position = match (self.x_m, self.y_m, self.lat, self.lon) {
-            (Some(x_m), Some(y_m), None, None) => Position::Xy { x_m, y_m },
-            (None, None, Some(lat), Some(lon)) => Position::LatLon { lat, lon },
+            (Some(x_m), Some(y_m), None, None) => SimPosition::Xy { x_m, y_m },
+            (None, None, Some(lat), Some(lon)) => SimPosition::LatLon { lat, lon },
             (Some(_), None, _, _) | (None, Some(_), _, _) => {
                 return Err(config_err("x_m", "x_m and y_m go together"))
             }
@@ -105,8 +105,8 @@ impl SimRadioSettings {
         };
         if !position.is_valid() {
             let key = match position {
-                Position::Xy { .. } => "x_m",
-                Position::LatLon { .. } => "lat",
+                SimPosition::Xy { .. } => "x_m",
+                SimPosition::LatLon { .. } => "lat",
             };
             return Err(config_err(key, format!("{position:?} is out of range")));
         }

@@ -30,7 +30,7 @@ fn lora7() -> Modulation {
 fn config(air: &AirHandle, x: f64) -> SimRadioConfig {
     SimRadioConfig {
         hub: SimHub::InProcess(air.clone()),
-        position: Position::xy(x, 0.0),
+        position: SimPosition::xy(x, 0.0),
         antenna_gain_dbi: 0.0,
         gateway: Some(Eui64([0xaa, 0, 0, 0, 0, 0, 0, x as u8])),
         stats_interval: Duration::from_secs(3600),
@@ -50,7 +50,7 @@ async fn next_uplink(radio: &mut Radio) -> Option<RxFrame> {
 async fn device(air: &AirHandle, x: f64) -> (NodeId, mpsc::Receiver<Delivery>) {
     let (tx, rx) = mpsc::channel(16);
     let cfg = NodeConfig {
-        position: Position::xy(x, 0.0),
+        position: SimPosition::xy(x, 0.0),
         antenna_gain_dbi: 0.0,
         listen: Listen::device(),
     };
@@ -197,7 +197,7 @@ async fn three_radios_hear_a_fifty_device_fleet_within_range_only() {
         ..FleetConfig::default()
     };
     let fleet = Fleet::new(&cfg, 0).unwrap();
-    let positions: HashMap<u32, Position> = (0..50)
+    let positions: HashMap<u32, SimPosition> = (0..50)
         .map(|i| {
             let p = fleet.node_config(i).unwrap().position;
             (device_keys(9, i as u32).abp.dev_addr, p)
@@ -218,7 +218,7 @@ async fn three_radios_hear_a_fifty_device_fleet_within_range_only() {
                 let s = device_keys(9, i).abp;
                 open_data_frame(&f.payload, &s, 0).expect("valid MIC");
                 let d = positions[&addr]
-                    .distance_m(&Position::xy(xs[k], 0.0))
+                    .distance_m(&SimPosition::xy(xs[k], 0.0))
                     .unwrap();
                 let p = 14.0 - (40.0 + 27.0 * d.max(1.0).log10());
                 assert!(
@@ -234,9 +234,18 @@ async fn three_radios_hear_a_fifty_device_fleet_within_range_only() {
     stop.cancel();
 }
 
-fn settings(text: &str) -> Result<SimRadioConfig, String> {
-    let s: SimRadioSettings = toml::from_str(text).map_err(|e| e.to_string())?;
-    s.to_config(None).map_err(|e| e.to_string())
+/// Why a test's `[radio.simulated]` did not load: its TOML shape, or its values.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+fn settings(text: &str) -> Result<SimRadioConfig, LoadError> {
+    let s: SimRadioSettings = toml::from_str(text)?;
+    Ok(s.to_config(None)?)
 }
 
 #[test]
@@ -244,17 +253,17 @@ fn settings_parse_and_errors_name_the_key() {
     let c = settings("hub = \"127.0.0.1:1680\"\nx_m = 10.0\ny_m = -5.0\nantenna_gain_dbi = 3.0")
         .unwrap();
     assert!(matches!(c.hub, SimHub::Address(a) if a.port() == 1680));
-    assert_eq!(c.position, Position::xy(10.0, -5.0));
+    assert_eq!(c.position, SimPosition::xy(10.0, -5.0));
     assert_eq!(c.stats_interval, Duration::from_secs(30));
     let c = settings("hub = \"[::1]:9\"\nlat = 52.0\nlon = 4.5").unwrap();
     assert_eq!(
         c.position,
-        Position::LatLon {
+        SimPosition::LatLon {
             lat: 52.0,
             lon: 4.5
         }
     );
-    let err = |t| settings(t).unwrap_err();
+    let err = |t| settings(t).unwrap_err().to_string();
     assert!(err("hub = \"127.0.0.1:1\"\nx_m = 1.0\ny_m = 1.0\ncolour = 1").contains("colour"));
     assert!(err("hub = \"nowhere\"\nx_m = 1.0\ny_m = 1.0").starts_with("radio.simulated.hub:"));
     assert!(err("hub = \"10.0.0.1:1\"\nx_m = 1.0\ny_m = 1.0").contains("loopback"));

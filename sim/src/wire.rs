@@ -19,7 +19,7 @@
 use drivers::radio::{CodeRate, Modulation};
 
 use super::air::{Listen, NodeConfig, NodeId, Transmission};
-use super::model::Position;
+use super::model::SimPosition;
 
 const MAGIC: &[u8; 4] = b"GWSA";
 const VERSION: u8 = 1;
@@ -117,8 +117,8 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             b.push(1);
             b.extend_from_slice(&cookie.to_be_bytes());
             match config.position {
-                Position::Xy { x_m, y_m } => put_pos(&mut b, 0, x_m, y_m),
-                Position::LatLon { lat, lon } => put_pos(&mut b, 1, lat, lon),
+                SimPosition::Xy { x_m, y_m } => put_pos(&mut b, 0, x_m, y_m),
+                SimPosition::LatLon { lat, lon } => put_pos(&mut b, 1, lat, lon),
             }
             b.extend_from_slice(&config.antenna_gain_dbi.to_be_bytes());
             let l = &config.listen;
@@ -377,8 +377,8 @@ pub fn decode(buf: &[u8]) -> Result<Message, WireError> {
             let kind = r.u8("position kind")?;
             let (a, c) = (r.f64("position")?, r.f64("position")?);
             let position = match kind {
-                0 => Position::Xy { x_m: a, y_m: c },
-                1 => Position::LatLon { lat: a, lon: c },
+                0 => SimPosition::Xy { x_m: a, y_m: c },
+                1 => SimPosition::LatLon { lat: a, lon: c },
                 v => return Err(bad("position kind", kind_at, v)),
             };
             let antenna_gain_dbi = r.f64("antenna gain")?;

@@ -58,7 +58,7 @@ fn samples() -> Vec<Message> {
         Message::Attach {
             cookie: 1,
             config: NodeConfig {
-                position: Position::LatLon {
+                position: SimPosition::LatLon {
                     lat: 52.1,
                     lon: 5.2,
                 },

@@ -9,7 +9,7 @@ use std::time::Duration;
 use drivers::radio::RadioEvent;
 use sim::crypto::{data_dev_addr, open_data_frame};
 use sim::fleet::device_keys;
-use sim::model::Position;
+use sim::model::SimPosition;
 use sim::radio::{spawn, SimHub, SimRadioConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ async fn a_radio_in_another_process_hears_the_fleet() {
     let stop = CancellationToken::new();
     let cfg = SimRadioConfig {
         hub: SimHub::Address(addr),
-        position: Position::xy(0.0, 0.0),
+        position: SimPosition::xy(0.0, 0.0),
         antenna_gain_dbi: 2.0,
         gateway: None,
         stats_interval: Duration::from_secs(3600),

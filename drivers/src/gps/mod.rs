@@ -26,7 +26,9 @@ pub mod reader;
 pub mod state;
 
 pub use reader::{spawn, GpsConfig, GpsHandle, OpenError};
-pub use state::{Counters, CountersSnapshot, GpsState, GpsStatus, GpsTime, GpsTracker, Position};
+pub use state::{
+    Counters, CountersSnapshot, GpsFix, GpsState, GpsTime, GpsTracker, ReceiverStatus,
+};
 
 #[cfg(test)]
 mod pty_tests;

@@ -12,7 +12,7 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{spawn, CountersSnapshot, GpsConfig, GpsHandle, GpsState, GpsStatus};
+use super::{spawn, CountersSnapshot, GpsConfig, GpsHandle, GpsState, ReceiverStatus};
 
 /// A u-blox NEO-6M after a cold start: no fix, one second of output.
 const NO_FIX_EPOCH: &[u8] = b"$GPTXT,01,01,02,u-blox ag - www.u-blox.com*50\r\n\
@@ -124,7 +124,7 @@ async fn stop(handle: GpsHandle, shutdown: CancellationToken) -> GpsState {
     let last = handle.state.borrow().clone();
     assert_eq!(
         last.status,
-        GpsStatus::NoDevice,
+        ReceiverStatus::NoDevice,
         "stopped reader reports no device"
     );
     last
@@ -148,7 +148,7 @@ async fn no_fix_then_fix_stream() {
     let mut gps = spawn(config(&link, Duration::from_secs(5)), shutdown.clone());
 
     wait_state(&mut gps.state, "device opened", |s| {
-        s.status == GpsStatus::NoFix
+        s.status == ReceiverStatus::NoFix
     })
     .await;
     pty.write(NO_FIX_EPOCH);
@@ -158,12 +158,12 @@ async fn no_fix_then_fix_stream() {
         s.last_sentence.is_some()
     })
     .await;
-    assert_eq!(st.status, GpsStatus::NoFix);
+    assert_eq!(st.status, ReceiverStatus::NoFix);
     assert_eq!((st.position, st.time), (None, None));
 
     pty.write(FIX_EPOCH);
     let st = wait_state(&mut gps.state, "fix", |s| {
-        s.status == GpsStatus::Fix && s.position.is_some_and(|p| p.altitude.is_some())
+        s.status == ReceiverStatus::Fix && s.position.is_some_and(|p| p.altitude.is_some())
     })
     .await;
     let p = st.position.unwrap();
@@ -208,7 +208,7 @@ async fn garbage_and_bad_lines_are_counted_and_good_ones_used() {
     let shutdown = CancellationToken::new();
     let mut gps = spawn(config(&link, Duration::from_secs(5)), shutdown.clone());
     wait_state(&mut gps.state, "device opened", |s| {
-        s.status == GpsStatus::NoFix
+        s.status == ReceiverStatus::NoFix
     })
     .await;
 
@@ -254,7 +254,7 @@ async fn garbage_and_bad_lines_are_counted_and_good_ones_used() {
         }
     );
     let st = wait_state(&mut gps.state, "fix from the good lines", |s| {
-        s.status == GpsStatus::Fix
+        s.status == ReceiverStatus::Fix
     })
     .await;
     let p = st.position.unwrap();
@@ -274,7 +274,7 @@ async fn garbage_and_bad_lines_are_counted_and_good_ones_used() {
         c.rejected_too_long == 2 && c.lines_ok == 4
     })
     .await;
-    assert_eq!(gps.state.borrow().status, GpsStatus::Fix);
+    assert_eq!(gps.state.borrow().status, ReceiverStatus::Fix);
     stop(gps, shutdown).await;
 }
 
@@ -287,19 +287,22 @@ async fn unplug_goes_no_device_and_replug_recovers() {
     let shutdown = CancellationToken::new();
     let mut gps = spawn(config(&link, Duration::from_millis(500)), shutdown.clone());
     wait_state(&mut gps.state, "device opened", |s| {
-        s.status == GpsStatus::NoFix
+        s.status == ReceiverStatus::NoFix
     })
     .await;
     first.write(FIX_EPOCH);
-    wait_state(&mut gps.state, "fix", |s| s.status == GpsStatus::Fix).await;
+    wait_state(&mut gps.state, "fix", |s| s.status == ReceiverStatus::Fix).await;
     // Silence: the fix goes stale while the device stays open.
-    let st = wait_state(&mut gps.state, "stale", |s| s.status == GpsStatus::Stale).await;
+    let st = wait_state(&mut gps.state, "stale", |s| {
+        s.status == ReceiverStatus::Stale
+    })
+    .await;
     assert_eq!((st.position, st.time), (None, None));
 
     // Unplug: the master side goes away, reads fail.
     drop(first);
     let st = wait_state(&mut gps.state, "no device after unplug", |s| {
-        s.status == GpsStatus::NoDevice
+        s.status == ReceiverStatus::NoDevice
     })
     .await;
     assert_eq!((st.position, st.time), (None, None));
@@ -307,10 +310,13 @@ async fn unplug_goes_no_device_and_replug_recovers() {
     // Re-plug as a different pty at the same configured path.
     let mut second = Pty::open();
     point(&link, &second.path);
-    wait_state(&mut gps.state, "reopened", |s| s.status == GpsStatus::NoFix).await;
+    wait_state(&mut gps.state, "reopened", |s| {
+        s.status == ReceiverStatus::NoFix
+    })
+    .await;
     second.write(GN_FIX);
     let st = wait_state(&mut gps.state, "fix after replug", |s| {
-        s.status == GpsStatus::Fix && s.time.is_some()
+        s.status == ReceiverStatus::Fix && s.time.is_some()
     })
     .await;
     assert_eq!(
@@ -332,7 +338,7 @@ async fn missing_device_at_start_is_opened_when_it_appears() {
     let mut gps = spawn(config(&link, Duration::from_secs(5)), shutdown.clone());
     // Let a few open attempts fail.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(gps.state.borrow().status, GpsStatus::NoDevice);
+    assert_eq!(gps.state.borrow().status, ReceiverStatus::NoDevice);
     assert!(
         !gps.state.has_changed().unwrap(),
         "nothing published while the device is missing"
@@ -341,11 +347,11 @@ async fn missing_device_at_start_is_opened_when_it_appears() {
     let mut pty = Pty::open();
     point(&link, &pty.path);
     wait_state(&mut gps.state, "opened once present", |s| {
-        s.status == GpsStatus::NoFix
+        s.status == ReceiverStatus::NoFix
     })
     .await;
     pty.write(FIX_EPOCH);
-    wait_state(&mut gps.state, "fix", |s| s.status == GpsStatus::Fix).await;
+    wait_state(&mut gps.state, "fix", |s| s.status == ReceiverStatus::Fix).await;
     assert_eq!(
         gps.counters.snapshot().reopens,
         0,

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::line::{LineBuffer, LineEvent};
 use super::nmea::{self, RejectReason};
-use super::state::{Counters, GpsState, GpsStatus, GpsTracker, DEFAULT_STALE_AFTER};
+use super::state::{Counters, GpsState, GpsTracker, ReceiverStatus, DEFAULT_STALE_AFTER};
 
 /// First delay before reopening a missing or lost device.
 pub const REOPEN_BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -205,10 +205,10 @@ fn publish(tx: &watch::Sender<GpsState>, tracker: &GpsTracker, changed: bool) {
 }
 
 /// What to tell the operator when the status changes (device open/loss is logged elsewhere).
-fn transition_message(old: GpsStatus, new: &GpsState) -> Option<String> {
+fn transition_message(old: ReceiverStatus, new: &GpsState) -> Option<String> {
     match (old, new.status) {
         (a, b) if a == b => None,
-        (_, GpsStatus::Fix) => Some(match new.position {
+        (_, ReceiverStatus::Fix) => Some(match new.position {
             Some(p) => format!(
                 "GPS: fix acquired at {:.5}, {:.5} ({} satellites)",
                 p.latitude,
@@ -217,8 +217,8 @@ fn transition_message(old: GpsStatus, new: &GpsState) -> Option<String> {
             ),
             None => "GPS: fix acquired".to_string(),
         }),
-        (GpsStatus::Fix, GpsStatus::NoFix) => Some("GPS: fix lost".to_string()),
-        (_, GpsStatus::Stale) => Some(
+        (ReceiverStatus::Fix, ReceiverStatus::NoFix) => Some("GPS: fix lost".to_string()),
+        (_, ReceiverStatus::Stale) => Some(
             "GPS: no valid NMEA sentence received recently (check the wiring and the baud rate)"
                 .to_string(),
         ),
@@ -454,14 +454,14 @@ mod tests {
     #[test]
     fn status_transitions_are_worded_for_operators() {
         let mut st = GpsState {
-            status: GpsStatus::Fix,
+            status: ReceiverStatus::Fix,
             ..GpsState::default()
         };
         assert_eq!(
-            transition_message(GpsStatus::NoFix, &st).as_deref(),
+            transition_message(ReceiverStatus::NoFix, &st).as_deref(),
             Some("GPS: fix acquired")
         );
-        st.position = Some(crate::gps::Position {
+        st.position = Some(crate::gps::GpsFix {
             latitude: 48.1173,
             longitude: 11.516_666,
             altitude: None,
@@ -469,22 +469,22 @@ mod tests {
             hdop: None,
         });
         assert_eq!(
-            transition_message(GpsStatus::Stale, &st).as_deref(),
+            transition_message(ReceiverStatus::Stale, &st).as_deref(),
             Some("GPS: fix acquired at 48.11730, 11.51667 (8 satellites)")
         );
-        assert_eq!(transition_message(GpsStatus::Fix, &st), None);
-        st.status = GpsStatus::NoFix;
+        assert_eq!(transition_message(ReceiverStatus::Fix, &st), None);
+        st.status = ReceiverStatus::NoFix;
         assert_eq!(
-            transition_message(GpsStatus::Fix, &st).as_deref(),
+            transition_message(ReceiverStatus::Fix, &st).as_deref(),
             Some("GPS: fix lost")
         );
         assert_eq!(
-            transition_message(GpsStatus::NoDevice, &st),
+            transition_message(ReceiverStatus::NoDevice, &st),
             None,
             "open is logged by the reader"
         );
-        st.status = GpsStatus::Stale;
-        assert!(transition_message(GpsStatus::NoFix, &st)
+        st.status = ReceiverStatus::Stale;
+        assert!(transition_message(ReceiverStatus::NoFix, &st)
             .unwrap()
             .contains("baud rate"));
     }

@@ -12,9 +12,9 @@ use super::nmea::{RejectReason, Sentence};
 /// Default time without any valid sentence after which the receiver is considered stale.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5);
 
-/// Coarse receiver status.
+/// Coarse GPS receiver status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpsStatus {
+pub enum ReceiverStatus {
     /// The serial device is not open (missing, unplugged, no permission).
     NoDevice,
     /// The device is open and talking (or just opened), but reports no fix.
@@ -25,9 +25,10 @@ pub enum GpsStatus {
     Stale,
 }
 
-/// A position from the receiver, in signed decimal degrees (WGS 84).
+/// A fix: the position the receiver reports, in signed decimal degrees (WGS 84), with its
+/// quality.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Position {
+pub struct GpsFix {
     /// Latitude, north positive.
     pub latitude: f64,
     /// Longitude, east positive.
@@ -62,9 +63,9 @@ impl GpsTime {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpsState {
     /// Receiver status.
-    pub status: GpsStatus,
+    pub status: ReceiverStatus,
     /// Current position (only with a fix).
-    pub position: Option<Position>,
+    pub position: Option<GpsFix>,
     /// Current time (only with a fix).
     pub time: Option<GpsTime>,
     /// When the last valid sentence of any type arrived.
@@ -74,7 +75,7 @@ pub struct GpsState {
 impl Default for GpsState {
     fn default() -> Self {
         GpsState {
-            status: GpsStatus::NoDevice,
+            status: ReceiverStatus::NoDevice,
             position: None,
             time: None,
             last_sentence: None,
@@ -157,7 +158,7 @@ pub struct GpsTracker {
     fix: Option<(bool, Instant)>,
     /// Latest GGA with a fix: its extra fields complete positions from RMC.
     gga_extra: Option<(Option<f64>, Option<u8>, Option<f32>)>,
-    position: Option<Position>,
+    position: Option<GpsFix>,
     time: Option<GpsTime>,
     state: GpsState,
 }
@@ -215,7 +216,7 @@ impl GpsTracker {
                 if fix {
                     self.gga_extra = Some((gga.altitude, gga.satellites, gga.hdop));
                     if let Some(p) = gga.position {
-                        self.position = Some(Position {
+                        self.position = Some(GpsFix {
                             latitude: p.latitude,
                             longitude: p.longitude,
                             altitude: gga.altitude,
@@ -239,7 +240,7 @@ impl GpsTracker {
                     if let Some(p) = rmc.position {
                         let (altitude, satellites, hdop) =
                             self.gga_extra.unwrap_or((None, None, None));
-                        self.position = Some(Position {
+                        self.position = Some(GpsFix {
                             latitude: p.latitude,
                             longitude: p.longitude,
                             altitude,
@@ -271,29 +272,29 @@ impl GpsTracker {
     fn update(&mut self, now: Instant) -> bool {
         let fresh = |t: Instant| now.saturating_duration_since(t) < self.stale_after;
         let status = match self.opened_at {
-            None => GpsStatus::NoDevice,
+            None => ReceiverStatus::NoDevice,
             Some(opened) => {
                 let heard = self.last_sentence.map_or(opened, |s| s.max(opened));
                 if !fresh(heard) {
-                    GpsStatus::Stale
+                    ReceiverStatus::Stale
                 } else if self.fix.is_some_and(|(f, t)| f && fresh(t)) {
-                    GpsStatus::Fix
+                    ReceiverStatus::Fix
                 } else {
-                    GpsStatus::NoFix
+                    ReceiverStatus::NoFix
                 }
             }
         };
-        if status != GpsStatus::Fix {
+        if status != ReceiverStatus::Fix {
             self.forget_fix();
         }
         let new = GpsState {
             status,
-            position: if status == GpsStatus::Fix {
+            position: if status == ReceiverStatus::Fix {
                 self.position
             } else {
                 None
             },
-            time: if status == GpsStatus::Fix {
+            time: if status == ReceiverStatus::Fix {
                 self.time
             } else {
                 None

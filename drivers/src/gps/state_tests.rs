@@ -22,9 +22,9 @@ fn ms(n: u64) -> Duration {
 fn opened() -> (GpsTracker, Instant) {
     let t0 = Instant::now();
     let mut tr = GpsTracker::new(DEFAULT_STALE_AFTER);
-    assert_eq!(tr.state().status, GpsStatus::NoDevice);
+    assert_eq!(tr.state().status, ReceiverStatus::NoDevice);
     assert!(tr.device_opened(t0));
-    assert_eq!(tr.state().status, GpsStatus::NoFix);
+    assert_eq!(tr.state().status, ReceiverStatus::NoFix);
     (tr, t0)
 }
 
@@ -32,7 +32,7 @@ fn opened() -> (GpsTracker, Instant) {
 fn starts_without_device() {
     let tr = GpsTracker::new(DEFAULT_STALE_AFTER);
     assert_eq!(*tr.state(), GpsState::default());
-    assert_eq!(tr.state().status, GpsStatus::NoDevice);
+    assert_eq!(tr.state().status, ReceiverStatus::NoDevice);
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn no_fix_stream_stays_no_fix_without_position_or_time() {
         "same instant, nothing new"
     );
     let st = tr.state();
-    assert_eq!(st.status, GpsStatus::NoFix);
+    assert_eq!(st.status, ReceiverStatus::NoFix);
     assert_eq!((st.position, st.time), (None, None));
     assert_eq!(st.last_sentence, Some(t0 + ms(120)));
 }
@@ -59,7 +59,7 @@ fn fix_gives_position_and_time_with_observation_instant() {
     tr.on_sentence(&s(RMC_FIX), at);
     tr.on_sentence(&s(GGA_FIX), at + ms(5));
     let st = tr.state().clone();
-    assert_eq!(st.status, GpsStatus::Fix);
+    assert_eq!(st.status, ReceiverStatus::Fix);
     let p = st.position.unwrap();
     assert!((p.latitude - 53.361_336_666).abs() < 1e-6);
     assert!((p.longitude + 6.505_62).abs() < 1e-6);
@@ -77,7 +77,7 @@ fn fix_gives_position_and_time_with_observation_instant() {
 fn rmc_after_gga_keeps_gga_extras() {
     let (mut tr, t0) = opened();
     tr.on_sentence(&s(GGA_FIX), t0 + ms(10));
-    assert_eq!(tr.state().status, GpsStatus::Fix);
+    assert_eq!(tr.state().status, ReceiverStatus::Fix);
     assert_eq!(tr.state().time, None, "GGA alone carries no date");
     tr.on_sentence(&s(RMC_FIX), t0 + ms(20));
     let p = tr.state().position.unwrap();
@@ -95,7 +95,7 @@ fn untrusted_time_is_not_reported() {
     );
     let (mut tr, t0) = opened();
     tr.on_sentence(&s(line.as_bytes()), t0 + ms(10));
-    assert_eq!(tr.state().status, GpsStatus::NoFix);
+    assert_eq!(tr.state().status, ReceiverStatus::NoFix);
     assert_eq!(tr.state().time, None);
 }
 
@@ -104,14 +104,14 @@ fn losing_the_fix_clears_position_and_time() {
     let (mut tr, t0) = opened();
     tr.on_sentence(&s(RMC_FIX), t0 + ms(10));
     tr.on_sentence(&s(GGA_FIX), t0 + ms(20));
-    assert_eq!(tr.state().status, GpsStatus::Fix);
+    assert_eq!(tr.state().status, ReceiverStatus::Fix);
     assert!(tr.on_sentence(&s(GGA_NOFIX), t0 + ms(1010)));
     let st = tr.state();
-    assert_eq!(st.status, GpsStatus::NoFix);
+    assert_eq!(st.status, ReceiverStatus::NoFix);
     assert_eq!((st.position, st.time), (None, None));
     // A new fix brings them back.
     tr.on_sentence(&s(RMC_FIX), t0 + ms(2010));
-    assert_eq!(tr.state().status, GpsStatus::Fix);
+    assert_eq!(tr.state().status, ReceiverStatus::Fix);
     assert!(tr.state().position.is_some() && tr.state().time.is_some());
 }
 
@@ -120,17 +120,17 @@ fn silence_goes_stale_and_sentences_recover() {
     let (mut tr, t0) = opened();
     tr.on_sentence(&s(RMC_FIX), t0 + ms(100));
     assert!(!tr.tick(t0 + ms(5000)), "4.9 s of silence is not stale yet");
-    assert_eq!(tr.state().status, GpsStatus::Fix);
+    assert_eq!(tr.state().status, ReceiverStatus::Fix);
     assert!(tr.tick(t0 + ms(5100)));
     let st = tr.state();
-    assert_eq!(st.status, GpsStatus::Stale);
+    assert_eq!(st.status, ReceiverStatus::Stale);
     assert_eq!((st.position, st.time), (None, None));
     assert_eq!(st.last_sentence, Some(t0 + ms(100)));
     // Any valid sentence ends staleness; a fix needs a fix-bearing one.
     tr.on_sentence(&s(GSV), t0 + ms(6000));
-    assert_eq!(tr.state().status, GpsStatus::NoFix);
+    assert_eq!(tr.state().status, ReceiverStatus::NoFix);
     tr.on_sentence(&s(RMC_FIX), t0 + ms(6100));
-    assert_eq!(tr.state().status, GpsStatus::Fix);
+    assert_eq!(tr.state().status, ReceiverStatus::Fix);
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn opened_but_silent_goes_stale() {
     let (mut tr, t0) = opened();
     assert!(!tr.tick(t0 + ms(4999)));
     assert!(tr.tick(t0 + ms(5000)));
-    assert_eq!(tr.state().status, GpsStatus::Stale);
+    assert_eq!(tr.state().status, ReceiverStatus::Stale);
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn fix_expires_when_only_other_sentences_arrive() {
     }
     assert_eq!(
         tr.state().status,
-        GpsStatus::NoFix,
+        ReceiverStatus::NoFix,
         "fix older than stale_after"
     );
     assert_eq!(tr.state().position, None);
@@ -162,11 +162,11 @@ fn device_loss_and_reopen() {
     tr.on_sentence(&s(RMC_FIX), t0 + ms(10));
     assert!(tr.device_lost(t0 + ms(20)));
     let st = tr.state();
-    assert_eq!(st.status, GpsStatus::NoDevice);
+    assert_eq!(st.status, ReceiverStatus::NoDevice);
     assert_eq!((st.position, st.time), (None, None));
     assert!(!tr.tick(t0 + ms(60_000)), "no device stays no device");
     assert!(tr.device_opened(t0 + ms(61_000)));
-    assert_eq!(tr.state().status, GpsStatus::NoFix);
+    assert_eq!(tr.state().status, ReceiverStatus::NoFix);
     assert!(
         !tr.tick(t0 + ms(61_000) + ms(4000)),
         "fresh open is not stale"
@@ -180,9 +180,9 @@ fn custom_stale_after() {
     tr.device_opened(t0);
     tr.on_sentence(&s(GGA_FIX), t0 + ms(10));
     tr.tick(t0 + ms(209));
-    assert_eq!(tr.state().status, GpsStatus::Fix);
+    assert_eq!(tr.state().status, ReceiverStatus::Fix);
     tr.tick(t0 + ms(210));
-    assert_eq!(tr.state().status, GpsStatus::Stale);
+    assert_eq!(tr.state().status, ReceiverStatus::Stale);
 }
 
 #[test]

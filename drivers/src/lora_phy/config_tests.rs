@@ -2,14 +2,23 @@
 
 use super::*;
 
-fn sx126x(toml_text: &str) -> Result<LoraPhySettings, String> {
-    let cfg: Sx126xConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-    cfg.validate("radio.sx126x").map_err(|e| e.to_string())
+/// Why a test's section did not load: its TOML shape, or its values.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
-fn sx127x(toml_text: &str) -> Result<LoraPhySettings, String> {
-    let cfg: Sx127xConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-    cfg.validate("radio.sx127x").map_err(|e| e.to_string())
+fn sx126x(toml_text: &str) -> Result<LoraPhySettings, LoadError> {
+    let cfg: Sx126xConfig = toml::from_str(toml_text)?;
+    Ok(cfg.validate("radio.sx126x")?)
+}
+
+fn sx127x(toml_text: &str) -> Result<LoraPhySettings, LoadError> {
+    let cfg: Sx127xConfig = toml::from_str(toml_text)?;
+    Ok(cfg.validate("radio.sx127x")?)
 }
 
 #[test]
@@ -60,7 +69,9 @@ fn rfm95w_bonnet_profile() {
 
 #[test]
 fn unknown_board_is_named() {
-    let e = sx126x("board = \"acme-hat\"\nfrequency_hz = 868100000\n").unwrap_err();
+    let e = sx126x("board = \"acme-hat\"\nfrequency_hz = 868100000\n")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("radio.sx126x.board: unknown board \"acme-hat\""),
         "{e}"
@@ -71,18 +82,20 @@ fn unknown_board_is_named() {
 #[test]
 fn wrong_pins_are_named() {
     let e = sx126x("board = \"waveshare-sx1262-hat\"\nfrequency_hz = 868100000\nbusy_pin = 16\n")
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("radio.sx126x.dio1_pin: line 16 is already used by radio.sx126x.busy_pin"),
         "{e}"
     );
-    let e = sx126x("chip = \"sx1262\"\nspi_device = \"/dev/spidev0.0\"\nreset_pin = 18\ndio1_pin = 16\nfrequency_hz = 868100000\n").unwrap_err();
+    let e = sx126x("chip = \"sx1262\"\nspi_device = \"/dev/spidev0.0\"\nreset_pin = 18\ndio1_pin = 16\nfrequency_hz = 868100000\n").unwrap_err().to_string();
     assert_eq!(
         e,
         "radio.sx126x.busy_pin: required when the board does not define it"
     );
     let e = sx127x("board = \"dragino-lora-hat\"\nfrequency_hz = 868100000\ndio0_pin = 5000\n")
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("radio.sx127x.dio0_pin: line 5000"), "{e}");
 }
 
@@ -90,27 +103,36 @@ fn wrong_pins_are_named() {
 fn unknown_keys_are_rejected() {
     let e = sx126x("board = \"waveshare-sx1262-hat\"\nfrequency_hz = 868100000\nbusy_pn = 3\n")
         .unwrap_err();
-    assert!(e.contains("unknown field `busy_pn`"), "{e}");
+    assert!(matches!(e, LoadError::Toml(_)), "{e}");
+    assert!(e.to_string().contains("unknown field `busy_pn`"), "{e}");
 }
 
 #[test]
 fn radio_values_are_checked() {
     let base = "board = \"waveshare-sx1262-hat\"\n";
-    let e = sx126x(&format!("{base}frequency_hz = 2400000000\n")).unwrap_err();
+    let e = sx126x(&format!("{base}frequency_hz = 2400000000\n"))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("radio.sx126x.frequency_hz:"), "{e}");
-    let e = sx126x(&format!("{base}frequency_hz = 868100000\nsf = 13\n")).unwrap_err();
+    let e = sx126x(&format!("{base}frequency_hz = 868100000\nsf = 13\n"))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("radio.sx126x.sf: SF13"), "{e}");
-    let e = sx126x(&format!("{base}frequency_hz = 868100000\nbw_hz = 100000\n")).unwrap_err();
+    let e = sx126x(&format!("{base}frequency_hz = 868100000\nbw_hz = 100000\n"))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("radio.sx126x.bw_hz:"), "{e}");
     let e = sx126x(&format!(
         "{base}frequency_hz = 868100000\ntcxo_voltage = 2.0\n"
     ))
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("radio.sx126x.tcxo_voltage: 2 V"), "{e}");
     let e = sx126x(&format!(
         "{base}frequency_hz = 868100000\ntx_power_max_dbm = 30\n"
     ))
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.starts_with("radio.sx126x.tx_power_max_dbm: 30 dBm"),
         "{e}"
@@ -118,17 +140,20 @@ fn radio_values_are_checked() {
     let e = sx126x(&format!(
         "{base}frequency_hz = 868100000\ncoding_rate = \"4/9\"\n"
     ))
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("radio.sx126x.coding_rate:"), "{e}");
     let e = sx126x(&format!(
         "{base}frequency_hz = 868100000\nchip = \"sx1276\"\n"
     ))
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.starts_with("radio.sx126x.chip: SX1276 does not belong"),
         "{e}"
     );
     let e = sx127x("board = \"adafruit-rfm95w-bonnet\"\nfrequency_hz = 868100000\nsf = 5\n")
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("radio.sx127x.sf: SF5"), "{e}");
 }

@@ -120,21 +120,15 @@ pub struct GpsSettings {
 /// `[radio]`: which backend and its settings.
 #[derive(Debug, Clone)]
 pub enum RadioConfig {
-    /// A concentrator's packet forwarder over Semtech UDP.
-    SemtechUdp(SemtechUdpConfig),
+    /// A concentrator's packet forwarder over Semtech UDP (`[radio.semtech_udp]`: the bind
+    /// address; queue depth and TX_ACK timeout are the backend's defaults).
+    SemtechUdp(drivers::semtech_udp::SemtechUdpConfig),
     /// A single-channel SX126x/SX127x transceiver on SPI + GPIO, driven through lora-phy.
     LoraPhy(Box<drivers::lora_phy::config::LoraPhySettings>),
     /// A radio on the simulated air (a `gatewayd-sim` hub on loopback); only in a gatewayd
     /// built with the `simulated` feature.
     #[cfg(feature = "simulated")]
     Simulated(Box<sim::radio::SimRadioConfig>),
-}
-
-/// `[radio.semtech_udp]`
-#[derive(Debug, Clone)]
-pub struct SemtechUdpConfig {
-    /// Address to listen on.
-    pub bind: SocketAddr,
 }
 
 /// `[outbox]`
@@ -380,7 +374,10 @@ fn build(raw: raw::RawConfig, file: &Path) -> Result<Config, ConfigError> {
                         format!("{:?} is not an IP:port address", raw.radio.semtech_udp.bind),
                     )
                 })?;
-            RadioConfig::SemtechUdp(SemtechUdpConfig { bind })
+            RadioConfig::SemtechUdp(drivers::semtech_udp::SemtechUdpConfig {
+                bind,
+                ..Default::default()
+            })
         }
         "sx126x" | "sx127x" => {
             let section = format!("radio.{}", raw.radio.kind);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::poc::beacon::{Window, DEFAULT_WINDOW_S, MIN_WINDOW_S};
+use crate::poc::beacon::{BeaconWindow, DEFAULT_WINDOW_S, MIN_WINDOW_S};
 
 /// `[poc]` as written in the file.
 #[derive(Debug, Deserialize)]
@@ -81,7 +81,7 @@ pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigEr
         key: key.to_string(),
         message,
     };
-    if !Window::valid_len(raw.window_secs) {
+    if !BeaconWindow::valid_len(raw.window_secs) {
         return Err(invalid(
             "poc.window_secs",
             format!(
@@ -135,10 +135,10 @@ pub fn build(raw: &RawPoc, file: &std::path::Path) -> Result<PocConfig, ConfigEr
 mod tests {
     use std::path::Path;
 
-    use crate::config::Config;
+    use crate::config::{Config, ConfigError};
 
-    fn load(text: &str) -> Result<Config, String> {
-        Config::from_toml(text, Path::new("/etc/gatewayd/gatewayd.toml")).map_err(|e| e.to_string())
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/gatewayd/gatewayd.toml"))
     }
 
     #[test]
@@ -197,17 +197,21 @@ mod tests {
             ),
             ("[poc]\nclock = \"ntp\"\n", "poc.clock", "\"kernel\""),
         ] {
-            let e = load(text).unwrap_err();
+            let e = load(text).unwrap_err().to_string();
             assert!(
                 e.contains("/etc/gatewayd/gatewayd.toml") && e.contains(key) && e.contains(what),
                 "{text}: {e}"
             );
         }
-        let e = load("[poc]\nwindow = 60\n").unwrap_err();
+        let e = load("[poc]\nwindow = 60\n").unwrap_err().to_string();
         assert!(e.contains("poc.window"), "unknown key named: {e}");
-        let e = load("[poc]\nradio_max_power_dbm = 300\n").unwrap_err();
+        let e = load("[poc]\nradio_max_power_dbm = 300\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("poc.radio_max_power_dbm"), "{e}");
-        let e = load("[poc]\nradio_max_power_dbm = \"max\"\n").unwrap_err();
+        let e = load("[poc]\nradio_max_power_dbm = \"max\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("/etc/gatewayd/gatewayd.toml") && e.contains("poc.radio_max_power_dbm"),
             "{e}"

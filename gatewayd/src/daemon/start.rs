@@ -308,11 +308,7 @@ pub(super) async fn start(
 async fn spawn_radio(config: &Config, token: CancellationToken) -> Result<Radio, DaemonError> {
     match &config.radio {
         RadioConfig::SemtechUdp(udp) => {
-            let cfg = drivers::semtech_udp::SemtechUdpConfig {
-                bind: udp.bind,
-                ..Default::default()
-            };
-            let (radio, _handle) = drivers::semtech_udp::spawn(cfg, token)
+            let (radio, _handle) = drivers::semtech_udp::spawn(udp.clone(), token)
                 .await
                 .map_err(DaemonError::SemtechUdp)?;
             Ok(radio)

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use drivers::gps::GpsStatus as FixStatus;
+use drivers::gps::ReceiverStatus;
 use drivers::radio::{Eui64, RadioHealth};
 use tokio::sync::watch;
 
@@ -109,12 +109,12 @@ impl DaemonState {
             None => (None, None, Vec::new()),
         };
         let gps = self.whereabouts.gps_state().map(|g| GpsStatus {
-            fix: g.status == FixStatus::Fix,
+            fix: g.status == ReceiverStatus::Fix,
             state: match g.status {
-                FixStatus::NoDevice => "no_device",
-                FixStatus::NoFix => "no_fix",
-                FixStatus::Fix => "fix",
-                FixStatus::Stale => "stale",
+                ReceiverStatus::NoDevice => "no_device",
+                ReceiverStatus::NoFix => "no_fix",
+                ReceiverStatus::Fix => "fix",
+                ReceiverStatus::Stale => "stale",
             }
             .to_string(),
             satellites: g

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use drivers::radio::{TxRequest, TxStatus};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::guard::{SendError, TxGate, Verdict};
+use crate::guard::{GuardVerdict, SendError, TxGate};
 
 /// Jobs waiting for the gate at most (a beacon every window needs one).
 pub const TX_JOB_QUEUE: usize = 8;
@@ -34,7 +34,7 @@ pub enum TxJob {
         /// What to send.
         request: TxRequest,
         /// The gate's answer.
-        reply: oneshot::Sender<Result<(TxStatus, Verdict), SendError>>,
+        reply: oneshot::Sender<Result<(TxStatus, GuardVerdict), SendError>>,
     },
     /// The guard's highest conducted power at a frequency
     /// ([`Guard::conducted_limit_dbm`](crate::guard::Guard::conducted_limit_dbm)).
@@ -83,7 +83,7 @@ impl TxClient {
         &self,
         now: SystemTime,
         request: TxRequest,
-    ) -> Result<(TxStatus, Verdict), TxClientError> {
+    ) -> Result<(TxStatus, GuardVerdict), TxClientError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(TxJob::Send {

@@ -186,7 +186,7 @@ async fn stats_count_what_the_transmit_path_did() {
 /// is refused with DUTY_CYCLE_OVERFLOW.
 #[tokio::test]
 async fn beacons_and_downlinks_share_the_duty_cycle_ledger() {
-    use crate::poc::beacon::{plan, Window};
+    use crate::poc::beacon::{plan, BeaconWindow};
     use crate::poc::PublicKey;
     use std::time::SystemTime;
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +201,7 @@ async fn beacons_and_downlinks_share_the_duty_cycle_ledger() {
     );
     assert_eq!(client.conducted_limit_dbm(915_000_000).await, Ok(None));
     let now = SystemTime::now();
-    let w = Window::containing(60, now).unwrap();
+    let w = BeaconWindow::containing(60, now).unwrap();
     let mut sent = 0u32;
     let refusal = loop {
         let p = plan(

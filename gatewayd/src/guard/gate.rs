@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use drivers::radio::{RadioControl, RadioError, TxRequest, TxStatus};
 
-use super::{Guard, Refusal, Verdict};
+use super::{Guard, GuardVerdict, Refusal};
 
 /// Why [`TxGate::send`] did not get an answer from the backend.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -59,7 +59,7 @@ impl TxGate {
         &mut self,
         now: SystemTime,
         req: TxRequest,
-    ) -> Result<(TxStatus, Verdict), SendError> {
+    ) -> Result<(TxStatus, GuardVerdict), SendError> {
         let approved = self.guard.approve(now, req).map_err(SendError::Refused)?;
         let verdict = approved.verdict().clone();
         let (request, receipt) = approved.into_parts();

@@ -114,7 +114,7 @@ pub enum GuardError {
 
 /// What the guard decided for an acceptable request (without reserving anything).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
+pub struct GuardVerdict {
     /// Conducted power the radio may use (the request's, lowered to the limit).
     pub power_dbm: i8,
     /// Whether the request's power was lowered.
@@ -151,7 +151,7 @@ pub struct BandUse {
 #[derive(Debug, PartialEq)]
 pub struct Approved {
     request: TxRequest,
-    verdict: Verdict,
+    verdict: GuardVerdict,
     receipt: Receipt,
 }
 
@@ -168,7 +168,7 @@ impl Approved {
     }
 
     /// The decision details (DR, airtime, band, LBT).
-    pub fn verdict(&self) -> &Verdict {
+    pub fn verdict(&self) -> &GuardVerdict {
         &self.verdict
     }
 
@@ -333,7 +333,7 @@ impl Guard {
     }
 
     /// Evaluate `req` at `now` against every rule without reserving airtime.
-    pub fn check(&self, now: SystemTime, req: &TxRequest) -> Result<Verdict, Refusal> {
+    pub fn check(&self, now: SystemTime, req: &TxRequest) -> Result<GuardVerdict, Refusal> {
         let region = self.region;
         let direction = if req.invert_iq {
             Direction::Downlink
@@ -422,7 +422,7 @@ impl Guard {
         }
 
         let limit = self.conducted_for_eirp(self.cap_eirp(band.max_eirp_dbm));
-        Ok(Verdict {
+        Ok(GuardVerdict {
             power_dbm: req.power_dbm.min(limit),
             clamped: req.power_dbm > limit,
             dr,

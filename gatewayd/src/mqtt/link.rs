@@ -1,5 +1,5 @@
 //! The async MQTT link task. It only moves bytes: rumqttc's event loop runs in its own task
-//! (its `poll` is not cancel-safe) and forwards events here; the [`Window`] decides what is
+//! (its `poll` is not cancel-safe) and forwards events here; the [`InflightWindow`] decides what is
 //! done; the outbox is asked for more whenever the window has room.
 //!
 //! After a lost connection the window's unconfirmed messages go back to the outbox, and so
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::state::{Backoff, Window};
+use super::state::{Backoff, InflightWindow};
 use super::{
     conn_state_payload, options, topic, Command, CommandDrop, LinkCounters, LinkState, MAX_COMMAND,
 };
@@ -124,7 +124,7 @@ struct Link {
 /// One connection attempt's state.
 struct Session {
     client: AsyncClient,
-    window: Window,
+    window: InflightWindow,
     acks: Vec<i64>,
     connected: bool,
 }
@@ -234,7 +234,7 @@ impl Link {
         let _poller = AbortOnDrop(tokio::spawn(poll(eventloop, events_tx)));
         let mut s = Session {
             client,
-            window: Window::new(window),
+            window: InflightWindow::new(window),
             acks: Vec::new(),
             connected: false,
         };

@@ -11,16 +11,16 @@ use std::time::Duration;
 /// publish then waits for its PUBACK; a QoS 0 one (packet id 0) is done once written.
 /// Entries without an outbox id are the link's own messages (connection state).
 #[derive(Debug)]
-pub struct Window {
+pub struct InflightWindow {
     size: usize,
     issued: VecDeque<Option<i64>>,
     awaiting_ack: HashMap<u16, Option<i64>>,
 }
 
-impl Window {
+impl InflightWindow {
     /// A window of at most `size` publishes not yet confirmed.
-    pub fn new(size: usize) -> Window {
-        Window {
+    pub fn new(size: usize) -> InflightWindow {
+        InflightWindow {
             size: size.max(1),
             issued: VecDeque::new(),
             awaiting_ack: HashMap::new(),
@@ -83,7 +83,7 @@ impl Window {
     }
 }
 
-/// What a lost connection leaves unconfirmed (see [`Window::disconnected`]).
+/// What a lost connection leaves unconfirmed (see [`InflightWindow::disconnected`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unconfirmed {
     /// Outbox ids to hand out again, oldest first.
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn qos1_ids_are_done_on_their_puback_only() {
-        let mut w = Window::new(3);
+        let mut w = InflightWindow::new(3);
         assert_eq!(w.room(), 3);
         w.issued(None); // ONLINE
         w.issued(Some(10));
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn qos0_ids_are_done_when_written() {
-        let mut w = Window::new(4);
+        let mut w = InflightWindow::new(4);
         w.issued(Some(5));
         w.issued(Some(6));
         assert_eq!(w.written(0), Some(5));
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn disconnect_returns_every_unconfirmed_id_in_order() {
-        let mut w = Window::new(10);
+        let mut w = InflightWindow::new(10);
         for id in [7, 8, 9, 10] {
             w.issued(Some(id));
         }

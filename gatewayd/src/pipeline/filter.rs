@@ -56,7 +56,7 @@ impl DropReason {
 
 /// What to do with a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum UplinkVerdict {
     /// Forward as a LoRaWAN uplink.
     Forward(Option<Header>),
     /// A proprietary frame: kept aside for proof of coverage, not forwarded as an uplink.
@@ -80,15 +80,17 @@ impl UplinkFilter {
     }
 
     /// Decide about one frame received at `now`.
-    pub fn classify(&mut self, now: Instant, frame: &RxFrame) -> Verdict {
+    pub fn classify(&mut self, now: Instant, frame: &RxFrame) -> UplinkVerdict {
         let c = &self.config;
         match frame.meta.crc {
-            CrcStatus::Ok if !c.forward_crc_ok => return Verdict::Drop(DropReason::CrcInvalid),
+            CrcStatus::Ok if !c.forward_crc_ok => {
+                return UplinkVerdict::Drop(DropReason::CrcInvalid)
+            }
             CrcStatus::Bad if !c.forward_crc_invalid => {
-                return Verdict::Drop(DropReason::CrcInvalid)
+                return UplinkVerdict::Drop(DropReason::CrcInvalid)
             }
             CrcStatus::Missing if !c.forward_crc_missing => {
-                return Verdict::Drop(DropReason::CrcMissing)
+                return UplinkVerdict::Drop(DropReason::CrcMissing)
             }
             _ => {}
         }
@@ -96,16 +98,16 @@ impl UplinkFilter {
             Ok(h) => Some(h),
             // A frame with a bad CRC that the operator asked for is forwarded unparsed.
             Err(_) if frame.meta.crc == CrcStatus::Bad => None,
-            Err(_) => return Verdict::Drop(DropReason::BadHeader),
+            Err(_) => return UplinkVerdict::Drop(DropReason::BadHeader),
         };
         match &header {
-            Some(Header::Proprietary) => return Verdict::Proprietary,
-            Some(Header::JoinAccept) => return Verdict::Drop(DropReason::DownlinkType),
+            Some(Header::Proprietary) => return UplinkVerdict::Proprietary,
+            Some(Header::JoinAccept) => return UplinkVerdict::Drop(DropReason::DownlinkType),
             Some(Header::Data {
                 mtype, dev_addr, ..
             }) => {
                 if matches!(mtype, MType::UnconfirmedDataDown | MType::ConfirmedDataDown) {
-                    return Verdict::Drop(DropReason::DownlinkType);
+                    return UplinkVerdict::Drop(DropReason::DownlinkType);
                 }
                 if !c.dev_addr_prefixes.is_empty()
                     && !c
@@ -113,7 +115,7 @@ impl UplinkFilter {
                         .iter()
                         .any(|p| p.matches(u64::from(*dev_addr)))
                 {
-                    return Verdict::Drop(DropReason::DevAddrFiltered);
+                    return UplinkVerdict::Drop(DropReason::DevAddrFiltered);
                 }
             }
             Some(Header::JoinRequest { join_eui, .. }) => {
@@ -123,15 +125,15 @@ impl UplinkFilter {
                         .iter()
                         .any(|p| p.matches(join_eui.as_u64()))
                 {
-                    return Verdict::Drop(DropReason::JoinEuiFiltered);
+                    return UplinkVerdict::Drop(DropReason::JoinEuiFiltered);
                 }
             }
             Some(Header::RejoinRequest) | None => {}
         }
         if self.dedup.is_duplicate(now, &frame.payload) {
-            return Verdict::Drop(DropReason::Duplicate);
+            return UplinkVerdict::Drop(DropReason::Duplicate);
         }
-        Verdict::Forward(header)
+        UplinkVerdict::Forward(header)
     }
 }
 
@@ -205,15 +207,15 @@ mod tests {
         let mut f = UplinkFilter::new(config());
         assert!(matches!(
             f.classify(t, &frame(data_up(1, 1), CrcStatus::Ok)),
-            Verdict::Forward(Some(_))
+            UplinkVerdict::Forward(Some(_))
         ));
         assert_eq!(
             f.classify(t, &frame(data_up(1, 2), CrcStatus::Bad)),
-            Verdict::Drop(DropReason::CrcInvalid)
+            UplinkVerdict::Drop(DropReason::CrcInvalid)
         );
         assert_eq!(
             f.classify(t, &frame(data_up(1, 3), CrcStatus::Missing)),
-            Verdict::Drop(DropReason::CrcMissing)
+            UplinkVerdict::Drop(DropReason::CrcMissing)
         );
         let mut c = config();
         c.forward_crc_invalid = true;
@@ -221,15 +223,15 @@ mod tests {
         let mut f = UplinkFilter::new(c);
         assert!(matches!(
             f.classify(t, &frame(data_up(1, 2), CrcStatus::Bad)),
-            Verdict::Forward(_)
+            UplinkVerdict::Forward(_)
         ));
         assert!(matches!(
             f.classify(t, &frame(vec![0x40, 1], CrcStatus::Bad)),
-            Verdict::Forward(None)
+            UplinkVerdict::Forward(None)
         ));
         assert!(matches!(
             f.classify(t, &frame(data_up(1, 3), CrcStatus::Missing)),
-            Verdict::Forward(_)
+            UplinkVerdict::Forward(_)
         ));
     }
 
@@ -239,21 +241,21 @@ mod tests {
         let mut f = UplinkFilter::new(config());
         assert_eq!(
             f.classify(t, &frame(vec![0x40, 1, 2], CrcStatus::Ok)),
-            Verdict::Drop(DropReason::BadHeader)
+            UplinkVerdict::Drop(DropReason::BadHeader)
         );
         assert_eq!(
             f.classify(t, &frame(vec![0xe0, 1, 2, 3], CrcStatus::Ok)),
-            Verdict::Proprietary
+            UplinkVerdict::Proprietary
         );
         let mut down = data_up(5, 1);
         down[0] = 0x60;
         assert_eq!(
             f.classify(t, &frame(down, CrcStatus::Ok)),
-            Verdict::Drop(DropReason::DownlinkType)
+            UplinkVerdict::Drop(DropReason::DownlinkType)
         );
         assert!(matches!(
             f.classify(t, &frame(join_request(1), CrcStatus::Ok)),
-            Verdict::Forward(Some(Header::JoinRequest { .. }))
+            UplinkVerdict::Forward(Some(Header::JoinRequest { .. }))
         ));
     }
 
@@ -266,25 +268,25 @@ mod tests {
         let mut f = UplinkFilter::new(c);
         assert!(matches!(
             f.classify(t, &frame(data_up(0x2601_0001, 1), CrcStatus::Ok)),
-            Verdict::Forward(_)
+            UplinkVerdict::Forward(_)
         ));
         assert_eq!(
             f.classify(t, &frame(data_up(0x0001_0001, 1), CrcStatus::Ok)),
-            Verdict::Drop(DropReason::DevAddrFiltered)
+            UplinkVerdict::Drop(DropReason::DevAddrFiltered)
         );
         assert!(matches!(
             f.classify(
                 t,
                 &frame(join_request(0x70b3_d5aa_0000_0001), CrcStatus::Ok)
             ),
-            Verdict::Forward(_)
+            UplinkVerdict::Forward(_)
         ));
         assert_eq!(
             f.classify(
                 t,
                 &frame(join_request(0x1111_0000_0000_0001), CrcStatus::Ok)
             ),
-            Verdict::Drop(DropReason::JoinEuiFiltered)
+            UplinkVerdict::Drop(DropReason::JoinEuiFiltered)
         );
     }
 
@@ -295,18 +297,18 @@ mod tests {
         let p = data_up(9, 9);
         assert!(matches!(
             f.classify(t, &frame(p.clone(), CrcStatus::Ok)),
-            Verdict::Forward(_)
+            UplinkVerdict::Forward(_)
         ));
         assert_eq!(
             f.classify(
                 t + Duration::from_millis(50),
                 &frame(p.clone(), CrcStatus::Ok)
             ),
-            Verdict::Drop(DropReason::Duplicate)
+            UplinkVerdict::Drop(DropReason::Duplicate)
         );
         assert!(matches!(
             f.classify(t + Duration::from_millis(300), &frame(p, CrcStatus::Ok)),
-            Verdict::Forward(_)
+            UplinkVerdict::Forward(_)
         ));
     }
 }

@@ -10,7 +10,7 @@ use drivers::radio::{CrcStatus, Eui64, RadioEvent, RadioHealth, RxFrame, StoreAc
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::filter::{DropReason, UplinkFilter, Verdict};
+use super::filter::{DropReason, UplinkFilter, UplinkVerdict};
 use super::outcome::{Outcome, UplinkOutcome};
 use crate::chirpstack;
 use crate::config::UplinkConfig;
@@ -323,7 +323,7 @@ impl Pipeline {
             }
             self.interval.count(&frame.meta);
             match self.filter.classify(now, &frame) {
-                Verdict::Forward(_) => {
+                UplinkVerdict::Forward(_) => {
                     let uplink_id: u32 = match &mut self.receipts {
                         Some(feed) => {
                             let id = feed.next_id;
@@ -342,13 +342,13 @@ impl Pipeline {
                         expires_at: self.config.uplink_expiry.map(|d| wall + d),
                     });
                 }
-                Verdict::Proprietary => {
+                UplinkVerdict::Proprietary => {
                     self.counters.proprietary.fetch_add(1, Ordering::Relaxed);
                     if let Some(tx) = &self.proprietary {
                         let _ = tx.try_send(frame);
                     }
                 }
-                Verdict::Drop(reason) => {
+                UplinkVerdict::Drop(reason) => {
                     let i = DropReason::ALL
                         .iter()
                         .position(|r| *r == reason)

@@ -54,26 +54,26 @@ pub enum BeaconError {
 
 /// A beacon window: `[id·len_s, (id+1)·len_s)` seconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Window {
+pub struct BeaconWindow {
     /// Length in seconds.
     pub len_s: u32,
     /// Index since the epoch.
     pub id: u64,
 }
 
-impl Window {
+impl BeaconWindow {
     /// Whether `len_s` is a valid window length (≥ [`MIN_WINDOW_S`], divides a day).
     pub fn valid_len(len_s: u32) -> bool {
         len_s >= MIN_WINDOW_S && 86_400 % len_s == 0
     }
 
     /// The window of length `len_s` containing `t`.
-    pub fn containing(len_s: u32, t: SystemTime) -> Result<Window, BeaconError> {
+    pub fn containing(len_s: u32, t: SystemTime) -> Result<BeaconWindow, BeaconError> {
         if !Self::valid_len(len_s) {
             return Err(BeaconError::BadWindow(len_s));
         }
         let secs = unix_ms(t) / 1000;
-        Ok(Window {
+        Ok(BeaconWindow {
             len_s,
             id: secs / u64::from(len_s),
         })
@@ -97,8 +97,8 @@ impl Window {
     }
 
     /// The next window.
-    pub fn next(&self) -> Window {
-        Window {
+    pub fn next(&self) -> BeaconWindow {
+        BeaconWindow {
             len_s: self.len_s,
             id: self.id + 1,
         }
@@ -108,7 +108,7 @@ impl Window {
 /// A uniformly random instant in `[start + margin, end − margin − airtime]` of `window`,
 /// drawn from `rng` (the OS RNG in the daemon).
 pub fn random_instant(
-    window: &Window,
+    window: &BeaconWindow,
     airtime: Duration,
     rng: &dyn SecureRandom,
 ) -> Result<SystemTime, ring::error::Unspecified> {
@@ -134,7 +134,7 @@ pub fn local_entropy(rng: &dyn SecureRandom) -> Result<[u8; 32], ring::error::Un
 /// The beacon body (§5.1): SHA-256 over domain, network entropy, window, local entropy, key.
 pub fn derive_body(
     network_entropy: &[u8; 32],
-    window: &Window,
+    window: &BeaconWindow,
     local_entropy: &[u8; 32],
     key: &PublicKey,
 ) -> [u8; BODY_LEN] {
@@ -234,7 +234,7 @@ pub fn data_rate(region: &'static Region) -> Result<(u8, Modulation), BeaconErro
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeaconPlan {
     /// The window.
-    pub window: Window,
+    pub window: BeaconWindow,
     /// The derived body.
     pub body: [u8; BODY_LEN],
     /// The PHYPayload on air.
@@ -254,11 +254,11 @@ pub fn plan(
     region: &'static Region,
     sub_band: Option<u8>,
     network_entropy: &[u8; 32],
-    window: &Window,
+    window: &BeaconWindow,
     local_entropy: &[u8; 32],
     key: &PublicKey,
 ) -> Result<BeaconPlan, BeaconError> {
-    if !Window::valid_len(window.len_s) {
+    if !BeaconWindow::valid_len(window.len_s) {
         return Err(BeaconError::BadWindow(window.len_s));
     }
     let body = derive_body(network_entropy, window, local_entropy, key);

@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::beacon::{self, Window, BODY_LEN};
+use super::beacon::{self, BeaconWindow, BODY_LEN};
 use super::entropy::{EntropyBook, EntropyCommand};
 use super::identity::Signer;
 use super::report::{Body, Report};
@@ -66,7 +66,7 @@ impl BeaconCounters {
 /// What the beacon task needs to know besides its handles.
 #[derive(Debug, Clone)]
 pub struct BeaconSettings {
-    /// Window length in seconds (valid: [`Window::valid_len`]).
+    /// Window length in seconds (valid: [`BeaconWindow::valid_len`]).
     pub window_len_s: u32,
     /// The radio's maximum conducted power, dBm.
     pub radio_max_dbm: i8,
@@ -111,7 +111,7 @@ impl BeaconTask {
             settings.region,
             settings.guard.sub_band,
             &[0; 32],
-            &Window {
+            &BeaconWindow {
                 len_s: settings.window_len_s,
                 id: 0,
             },
@@ -214,7 +214,7 @@ impl BeaconTask {
         self.limiter.warn(kind, &msg);
     }
 
-    fn skip(&mut self, window: Window, reason: SkipReason) {
+    fn skip(&mut self, window: BeaconWindow, reason: SkipReason) {
         self.counters.skipped[reason.index()].fetch_add(1, Ordering::Relaxed);
         let msg = format!(
             "poc: no beacon in window {}: {}",
@@ -231,7 +231,7 @@ impl BeaconTask {
     /// Plan, send through the guard, report. `Err` says why the window went without one.
     async fn beacon(
         &mut self,
-        window: Window,
+        window: BeaconWindow,
         network_entropy: [u8; 32],
         location: Option<crate::position::SourcedLocation>,
     ) -> Result<(), SkipReason> {

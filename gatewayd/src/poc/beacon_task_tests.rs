@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use drivers::gps::{GpsState, GpsStatus, GpsTime};
+use drivers::gps::{GpsState, GpsTime, ReceiverStatus};
 use drivers::radio::{RadioControl, TxRequest, TxStatus};
 
 use super::*;
@@ -124,7 +124,7 @@ fn location() -> Option<crate::position::SourcedLocation> {
 #[tokio::test]
 async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
     let mut r = rig("EU868", 20, TxStatus::Ok);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     r.task.beacon(window, [5; 32], location()).await.unwrap();
 
     // On air: the guard's limit (16.15 dBm EIRP − 2.15 dBi → 14 dBm) below the radio's 20.
@@ -174,7 +174,7 @@ async fn a_beacon_goes_through_the_gate_and_its_signed_report_verifies() {
 #[tokio::test]
 async fn the_radio_maximum_caps_the_power() {
     let mut r = rig("EU868", 8, TxStatus::Ok);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     r.task.beacon(window, [5; 32], location()).await.unwrap();
     assert_eq!(r.radio.recv().await.unwrap().power_dbm, 8);
     r.outbox.close().await.unwrap();
@@ -184,7 +184,7 @@ async fn the_radio_maximum_caps_the_power() {
 async fn a_refused_or_unsent_beacon_is_not_reported() {
     // KR920 needs listen-before-talk, which this backend does not do.
     let mut r = rig("KR920", 14, TxStatus::Ok);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     assert_eq!(
         r.task.beacon(window, [5; 32], location()).await,
         Err(SkipReason::Refused)
@@ -208,7 +208,7 @@ async fn a_refused_or_unsent_beacon_is_not_reported() {
 #[tokio::test]
 async fn malformed_entropy_is_rejected_and_changes_nothing() {
     let mut r = rig("EU868", 14, TxStatus::Ok);
-    let window = Window { len_s: 60, id: 9 };
+    let window = BeaconWindow { len_s: 60, id: 9 };
     r.task.entropy(&[0u8; 43]);
     let mut bad_len = EntropyCommand {
         window,
@@ -236,7 +236,7 @@ async fn malformed_entropy_is_rejected_and_changes_nothing() {
 #[tokio::test]
 async fn skips_are_counted_by_reason() {
     let mut r = rig("EU868", 14, TxStatus::Ok);
-    let w = Window { len_s: 60, id: 1 };
+    let w = BeaconWindow { len_s: 60, id: 1 };
     r.task.skip(w, SkipReason::NoEntropy);
     r.task.skip(w.next(), SkipReason::NoEntropy);
     r.task.skip(w, SkipReason::Refused);
@@ -250,11 +250,11 @@ async fn skips_are_counted_by_reason() {
 }
 
 /// A GPS whose clock reads `utc` now, with `status`.
-fn gps(status: GpsStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsState> {
+fn gps(status: ReceiverStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsState> {
     let now = Instant::now();
     let state = GpsState {
         status,
-        position: Some(drivers::gps::Position {
+        position: Some(drivers::gps::GpsFix {
             latitude: 52.52,
             longitude: 13.405,
             altitude: Some(40.0),
@@ -269,7 +269,7 @@ fn gps(status: GpsStatus, utc: SystemTime) -> tokio::sync::watch::Receiver<GpsSt
 
 /// The beacon report the task stored for one beacon (sent through `r`).
 async fn sent_report(r: &mut Rig) -> crate::poc::report::BeaconReport {
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     r.task.beacon(window, [5; 32], location()).await.unwrap();
     r.radio.recv().await.unwrap();
     let stored = r.outbox.next(10).await.unwrap();
@@ -289,7 +289,7 @@ async fn with_a_gps_fix_the_report_is_gps_timed() {
         "EU868",
         14,
         TxStatus::Ok,
-        Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Fix, gps_utc))),
+        Whereabouts::new(Some(berlin()), Some(gps(ReceiverStatus::Fix, gps_utc))),
     );
     let b = sent_report(&mut r).await;
     assert_eq!(b.time_source, TimeSource::Gps);
@@ -308,7 +308,7 @@ async fn without_a_fix_the_report_is_local_clock_timed() {
     let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
     for whereabouts in [
         Whereabouts::new(Some(berlin()), None),
-        Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Stale, gps_utc))),
+        Whereabouts::new(Some(berlin()), Some(gps(ReceiverStatus::Stale, gps_utc))),
     ] {
         let mut r = rig_at("EU868", 14, TxStatus::Ok, whereabouts);
         let before = unix_ms(SystemTime::now());
@@ -331,7 +331,7 @@ async fn an_unsynchronized_clock_skips_the_beacon_until_ntp_or_a_gps_fix() {
     let unsynced = || Whereabouts::new(Some(berlin()), None).with_clock_sync(sync.clone());
     let mut r = rig_at("EU868", 14, TxStatus::Ok, unsynced());
     assert_eq!(unsynced().clock_status(), ClockStatus::Unsynchronized);
-    let window = Window::containing(60, SystemTime::now()).unwrap();
+    let window = BeaconWindow::containing(60, SystemTime::now()).unwrap();
     assert_eq!(
         r.task.beacon(window, [5; 32], location()).await,
         Err(SkipReason::ClockUnsynchronized)
@@ -357,7 +357,7 @@ async fn an_unsynchronized_clock_skips_the_beacon_until_ntp_or_a_gps_fix() {
     // Unsynchronized but with a GPS fix: GPS time.
     sync.set(false);
     let gps_utc = SystemTime::now() + Duration::from_secs(86_400);
-    let with_fix = Whereabouts::new(Some(berlin()), Some(gps(GpsStatus::Fix, gps_utc)))
+    let with_fix = Whereabouts::new(Some(berlin()), Some(gps(ReceiverStatus::Fix, gps_utc)))
         .with_clock_sync(sync.clone());
     assert_eq!(with_fix.clock_status(), ClockStatus::Gps);
     let mut r = rig_at("EU868", 14, TxStatus::Ok, with_fix);

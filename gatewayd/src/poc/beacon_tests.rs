@@ -30,7 +30,7 @@ fn sub_bands(region: &Region) -> Vec<Option<u8>> {
 
 #[test]
 fn body_fixture() {
-    let w = Window {
+    let w = BeaconWindow {
         len_s: 21_600,
         id: 82_000,
     };
@@ -95,22 +95,28 @@ fn channels_per_plan() {
 #[test]
 fn windows_are_aligned() {
     let t = UNIX_EPOCH + Duration::from_secs(21_600 * 5 + 17);
-    let w = Window::containing(21_600, t).unwrap();
+    let w = BeaconWindow::containing(21_600, t).unwrap();
     assert_eq!(w.id, 5);
     assert_eq!(w.start_ms(), 21_600_000 * 5);
     assert!(w.contains_ms(w.start_ms()) && !w.contains_ms(w.end_ms()));
     assert_eq!(
-        Window::containing(7_000, t),
+        BeaconWindow::containing(7_000, t),
         Err(BeaconError::BadWindow(7_000))
     );
-    assert_eq!(Window::containing(5, t), Err(BeaconError::BadWindow(5)));
-    assert!(Window::containing(10, t).is_ok(), "the shortest window");
+    assert_eq!(
+        BeaconWindow::containing(5, t),
+        Err(BeaconError::BadWindow(5))
+    );
+    assert!(
+        BeaconWindow::containing(10, t).is_ok(),
+        "the shortest window"
+    );
 }
 
 #[test]
 fn random_instant_stays_inside_the_window() {
     let rng = ring::rand::SystemRandom::new();
-    let w = Window {
+    let w = BeaconWindow {
         len_s: 60,
         id: 1000,
     };
@@ -136,7 +142,7 @@ fn kr920_beacon_needs_an_lbt_backend() {
         kr,
         None,
         &[0; 32],
-        &Window { len_s: 3600, id: 1 },
+        &BeaconWindow { len_s: 3600, id: 1 },
         &[0; 32],
         &KEY,
     )
@@ -164,7 +170,7 @@ proptest! {
         for region in REGIONS {
             for sb in sub_bands(region) {
                 let g = guard(region, sb);
-                let w = Window { len_s: DEFAULT_WINDOW_S, id };
+                let w = BeaconWindow { len_s: DEFAULT_WINDOW_S, id };
                 let p = plan(region, sb, &net, &w, &local, &PublicKey(key)).unwrap();
                 prop_assert!(channels(region, sb).contains(&p.freq_hz));
                 let power = power_dbm(&g, p.freq_hz, i8::MAX).unwrap();
@@ -238,7 +244,7 @@ proptest! {
                 let mut now = UNIX_EPOCH + Duration::from_secs(start_s);
                 let mut beacons = 0;
                 for draw in &draws {
-                    let w = Window::containing(len_s, now).unwrap();
+                    let w = BeaconWindow::containing(len_s, now).unwrap();
                     for window in [w, w.next()] {
                         book.insert(EntropyCommand { window, entropy: net });
                     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use super::beacon::Window;
+use super::beacon::BeaconWindow;
 use super::identity::{IdentityError, KeyFileSigner, PublicKey, Signer, KEY_FILE_NAME};
 use super::reason::verdict_name;
 use super::report::{valid_owner, Body, Onboarding, Report, SignedReport};
@@ -133,7 +133,7 @@ pub enum UplinkProblem {
 }
 
 /// Parse `--entropy LEN:ID:HEX` (window length s, window id, 64 hex digits).
-pub fn parse_entropy(s: &str) -> Result<(Window, [u8; 32]), CommandError> {
+pub fn parse_entropy(s: &str) -> Result<(BeaconWindow, [u8; 32]), CommandError> {
     let parts: Vec<&str> = s.split(':').collect();
     let [len, id, hex] = parts[..] else {
         return Err(CommandError::EntropyShape(s.to_owned()));
@@ -151,7 +151,7 @@ pub fn parse_entropy(s: &str) -> Result<(Window, [u8; 32]), CommandError> {
         .ok_or_else(|| CommandError::EntropyHex(hex.to_owned()))?;
     let mut e = [0u8; 32];
     e.copy_from_slice(&bytes);
-    Ok((Window { len_s, id }, e))
+    Ok((BeaconWindow { len_s, id }, e))
 }
 
 /// One input of `poc verify`: a name for messages and its lines.
@@ -239,7 +239,7 @@ pub enum Format {
 /// covers. Returns the number of invalid reports.
 pub fn verify(
     inputs: Vec<Input>,
-    entropy: &[(Window, [u8; 32])],
+    entropy: &[(BeaconWindow, [u8; 32])],
     uplinks: Option<&ReceivedUplinks>,
     policy: Policy,
     at_ms: u64,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::beacon::Window;
+use super::beacon::BeaconWindow;
 use super::wire::{bad, CodecError, Reader};
 
 /// Encoded length of a `command/poc_entropy` payload.
@@ -16,7 +16,7 @@ pub const BOOK_CAPACITY: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntropyCommand {
     /// The window it is for.
-    pub window: Window,
+    pub window: BeaconWindow,
     /// The network's 32 random bytes.
     pub entropy: [u8; 32],
 }
@@ -29,14 +29,14 @@ impl EntropyCommand {
         let id = r.u64("window id")?;
         let entropy = r.array("entropy")?;
         r.finish("poc_entropy")?;
-        if !Window::valid_len(len_s) {
+        if !BeaconWindow::valid_len(len_s) {
             return Err(bad(
                 "window length",
                 format!("{len_s} s (must be ≥ 10 and divide 86400)"),
             ));
         }
         Ok(EntropyCommand {
-            window: Window { len_s, id },
+            window: BeaconWindow { len_s, id },
             entropy,
         })
     }
@@ -54,7 +54,7 @@ impl EntropyCommand {
 /// The latest entropy per window (the newest [`BOOK_CAPACITY`] windows).
 #[derive(Debug, Default, Clone)]
 pub struct EntropyBook {
-    by_window: BTreeMap<Window, [u8; 32]>,
+    by_window: BTreeMap<BeaconWindow, [u8; 32]>,
 }
 
 impl EntropyBook {
@@ -67,7 +67,7 @@ impl EntropyBook {
     }
 
     /// The entropy of `window`, if the network sent it.
-    pub fn get(&self, window: &Window) -> Option<[u8; 32]> {
+    pub fn get(&self, window: &BeaconWindow) -> Option<[u8; 32]> {
         self.by_window.get(window).copied()
     }
 }
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn command_fixture_and_errors() {
         let c = EntropyCommand {
-            window: Window {
+            window: BeaconWindow {
                 len_s: 21_600,
                 id: 82_000,
             },
@@ -109,12 +109,18 @@ mod tests {
         let mut book = EntropyBook::default();
         for id in 0..6u64 {
             book.insert(EntropyCommand {
-                window: Window { len_s: 3600, id },
+                window: BeaconWindow { len_s: 3600, id },
                 entropy: [id as u8; 32],
             });
         }
-        assert_eq!(book.get(&Window { len_s: 3600, id: 1 }), None);
-        assert_eq!(book.get(&Window { len_s: 3600, id: 5 }), Some([5; 32]));
-        assert_eq!(book.get(&Window { len_s: 3600, id: 2 }), Some([2; 32]));
+        assert_eq!(book.get(&BeaconWindow { len_s: 3600, id: 1 }), None);
+        assert_eq!(
+            book.get(&BeaconWindow { len_s: 3600, id: 5 }),
+            Some([5; 32])
+        );
+        assert_eq!(
+            book.get(&BeaconWindow { len_s: 3600, id: 2 }),
+            Some([2; 32])
+        );
     }
 }

@@ -2,10 +2,10 @@
 //! report bodies and the onboarding statement, one canonical big-endian encoding each.
 //! Receipts' bodies live in [`super::receipt`].
 
-use super::beacon::Window;
+use super::beacon::BeaconWindow;
 use super::identity::{IdentityError, PublicKey, Signer};
 use super::receipt::TransferReceipt;
-use super::wire::{bad, read_region, region_code, CodecError, Position, Reader, TimeSource};
+use super::wire::{bad, read_region, region_code, CodecError, Reader, TimeSource, WirePosition};
 use crate::region::Region;
 
 /// Magic bytes at the start of every report.
@@ -52,7 +52,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeaconReport {
     /// The window.
-    pub window: Window,
+    pub window: BeaconWindow,
     /// The network's entropy for the window.
     pub network_entropy: [u8; 32],
     /// The hotspot's local entropy.
@@ -76,7 +76,7 @@ pub struct BeaconReport {
     /// Cable loss, dB × 10.
     pub cable_loss_ddb: u16,
     /// The beaconer's location.
-    pub location: Option<Position>,
+    pub location: Option<WirePosition>,
 }
 
 /// What a hotspot says about a beacon it heard (§6.3).
@@ -103,7 +103,7 @@ pub struct WitnessReport {
     /// Antenna gain, dBi × 10.
     pub antenna_gain_ddbi: i16,
     /// The witness's location.
-    pub location: Option<Position>,
+    pub location: Option<WirePosition>,
 }
 
 /// "This key belongs to this owner" (§6.5).
@@ -314,11 +314,11 @@ fn write_beacon(b: &BeaconReport, out: &mut Vec<u8>) {
     out.extend_from_slice(&b.power_dbm.to_be_bytes());
     out.extend_from_slice(&b.antenna_gain_ddbi.to_be_bytes());
     out.extend_from_slice(&b.cable_loss_ddb.to_be_bytes());
-    Position::write(&b.location, out);
+    WirePosition::write(&b.location, out);
 }
 
 fn read_beacon(r: &mut Reader<'_>) -> Result<BeaconReport, CodecError> {
-    let window = Window {
+    let window = BeaconWindow {
         len_s: r.u32("window length")?,
         id: r.u64("window id")?,
     };
@@ -343,7 +343,7 @@ fn read_beacon(r: &mut Reader<'_>) -> Result<BeaconReport, CodecError> {
         power_dbm: r.i8("power")?,
         antenna_gain_ddbi: r.i16("antenna gain")?,
         cable_loss_ddb: r.u16("cable loss")?,
-        location: Position::read(r)?,
+        location: WirePosition::read(r)?,
     };
     debug_assert_eq!(r.position(), BEACON_BODY_LEN);
     Ok(b)
@@ -361,7 +361,7 @@ fn write_witness(w: &WitnessReport, out: &mut Vec<u8>) {
     out.extend_from_slice(&w.rx_time_ms.to_be_bytes());
     out.push(w.time_source.code());
     out.extend_from_slice(&w.antenna_gain_ddbi.to_be_bytes());
-    Position::write(&w.location, out);
+    WirePosition::write(&w.location, out);
 }
 
 fn read_witness(r: &mut Reader<'_>) -> Result<WitnessReport, CodecError> {
@@ -377,7 +377,7 @@ fn read_witness(r: &mut Reader<'_>) -> Result<WitnessReport, CodecError> {
         rx_time_ms: r.u64("rx time")?,
         time_source: TimeSource::read(r)?,
         antenna_gain_ddbi: r.i16("antenna gain")?,
-        location: Position::read(r)?,
+        location: WirePosition::read(r)?,
     })
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::beacon::{Window, WINDOW_MARGIN};
+use super::beacon::{BeaconWindow, WINDOW_MARGIN};
 use super::entropy::EntropyBook;
 use drivers::time::{from_unix_ms, unix_ms};
 
@@ -87,14 +87,14 @@ pub enum Step {
     /// Send the beacon of `window` now, with the network's `entropy` for it.
     Beacon {
         /// The window.
-        window: Window,
+        window: BeaconWindow,
         /// The network's entropy of that window.
         entropy: [u8; 32],
     },
     /// The beacon of `window` is not sent.
     Skip {
         /// The window.
-        window: Window,
+        window: BeaconWindow,
         /// Why.
         reason: SkipReason,
     },
@@ -105,12 +105,12 @@ pub enum Step {
 pub struct Scheduler {
     len_s: u32,
     airtime: Duration,
-    planned: Option<(Window, u64)>,
-    last_done: Option<Window>,
+    planned: Option<(BeaconWindow, u64)>,
+    last_done: Option<BeaconWindow>,
 }
 
 impl Scheduler {
-    /// A scheduler for windows of `len_s` seconds (a valid length: [`Window::valid_len`])
+    /// A scheduler for windows of `len_s` seconds (a valid length: [`BeaconWindow::valid_len`])
     /// and beacons of `airtime`.
     pub fn new(len_s: u32, airtime: Duration) -> Scheduler {
         Scheduler {
@@ -122,12 +122,12 @@ impl Scheduler {
     }
 
     /// The planned window and beacon instant, if any.
-    pub fn planned(&self) -> Option<(Window, SystemTime)> {
+    pub fn planned(&self) -> Option<(BeaconWindow, SystemTime)> {
         self.planned.map(|(w, ms)| (w, from_unix_ms(ms)))
     }
 
     /// Latest instant (Unix ms) a beacon of `w` may start: it ends a margin before the end.
-    fn latest_ms(&self, w: &Window) -> u64 {
+    fn latest_ms(&self, w: &BeaconWindow) -> u64 {
         let margin = WINDOW_MARGIN.as_millis() as u64;
         w.end_ms()
             .saturating_sub(margin + self.airtime.as_millis() as u64 + 1)
@@ -135,10 +135,14 @@ impl Scheduler {
 
     /// Plan the first window after the last one handled that still has time left at `now`:
     /// a uniform instant in `[max(start + margin, now), latest]`.
-    fn plan(&mut self, now_ms: u64, rng: &dyn RandomSource) -> Result<(Window, u64), Window> {
+    fn plan(
+        &mut self,
+        now_ms: u64,
+        rng: &dyn RandomSource,
+    ) -> Result<(BeaconWindow, u64), BeaconWindow> {
         let margin = WINDOW_MARGIN.as_millis() as u64;
         let id = now_ms / 1000 / u64::from(self.len_s);
-        let mut w = Window {
+        let mut w = BeaconWindow {
             len_s: self.len_s,
             id,
         };

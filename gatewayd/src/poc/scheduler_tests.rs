@@ -31,8 +31,8 @@ fn at_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-fn w(id: u64) -> Window {
-    Window { len_s: LEN, id }
+fn w(id: u64) -> BeaconWindow {
+    BeaconWindow { len_s: LEN, id }
 }
 
 fn book_with(ids: &[u64]) -> EntropyBook {

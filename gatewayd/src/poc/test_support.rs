@@ -2,10 +2,10 @@
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
-use super::beacon::{self, Window};
+use super::beacon::{self, BeaconWindow};
 use super::identity::{IdentityError, PublicKey, Signer};
 use super::report::{BeaconReport, Body, Report, SignedReport, WitnessReport};
-use super::wire::{Position, PositionSource, TimeSource};
+use super::wire::{PositionSource, TimeSource, WirePosition};
 use crate::region::Region;
 
 /// An Ed25519 key from a fixed seed (deterministic signatures for fixtures).
@@ -26,7 +26,7 @@ impl Signer for SeedSigner {
     }
 }
 
-pub const WINDOW: Window = Window {
+pub const WINDOW: BeaconWindow = BeaconWindow {
     len_s: 3600,
     id: 490_000,
 };
@@ -65,7 +65,7 @@ pub fn beacon(signer: &SeedSigner) -> BeaconReport {
         power_dbm: 14,
         antenna_gain_ddbi: 20,
         cable_loss_ddb: 5,
-        location: Some(Position::from_degrees(
+        location: Some(WirePosition::from_degrees(
             PositionSource::Gps,
             52.52,
             13.405,
@@ -96,7 +96,7 @@ pub fn witness(beaconer: &SeedSigner) -> WitnessReport {
         rx_time_ms: tx_time_ms() + 300,
         time_source: TimeSource::Gps,
         antenna_gain_ddbi: 30,
-        location: Some(Position::from_degrees(
+        location: Some(WirePosition::from_degrees(
             PositionSource::Config,
             52.52 + 5_000.0 / 111_195.0,
             13.405,

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ring::digest::{digest, SHA256};
 
-use super::beacon::{self, Window};
+use super::beacon::{self, BeaconWindow};
 use super::identity::PublicKey;
 use super::receipt_verify::{Link, ReceiptLedger};
 use super::report::{BeaconReport, Body, Kind, SignedReport, WitnessReport};
-use super::wire::Position;
+use super::wire::WirePosition;
 use crate::region::Region;
 
 /// Speed of light, m/s.
@@ -72,7 +72,7 @@ pub use super::reason::Reason;
 pub type Uplink = (u32, Vec<u8>);
 
 /// A verdict: the report's kind when valid, else the reason.
-pub type Verdict = Result<Kind, Reason>;
+pub type ReportVerdict = Result<Kind, Reason>;
 
 #[derive(Debug, Clone)]
 struct KnownBeacon {
@@ -87,7 +87,7 @@ struct KnownBeacon {
 #[derive(Debug, Default)]
 pub struct Verifier {
     policy: Policy,
-    entropy: HashMap<Window, [u8; 32]>,
+    entropy: HashMap<BeaconWindow, [u8; 32]>,
     uplinks: HashMap<(PublicKey, [u8; 32]), Vec<Uplink>>,
     received: HashMap<PublicKey, Vec<Uplink>>,
     seen: HashSet<[u8; 32]>,
@@ -108,7 +108,7 @@ impl Verifier {
     }
 
     /// The network's entropy for `window`.
-    pub fn add_entropy(&mut self, window: Window, entropy: [u8; 32]) {
+    pub fn add_entropy(&mut self, window: BeaconWindow, entropy: [u8; 32]) {
         self.entropy.insert(window, entropy);
     }
 
@@ -134,7 +134,7 @@ impl Verifier {
     /// Verify a batch: onboarding statements, then beacons (by window), receipts (by period
     /// end, so a key's chain is placed in order), then witnesses, so that witnesses find
     /// their beacon whatever the input order. Verdicts come back in input order.
-    pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<Verdict> {
+    pub fn verify_batch(&mut self, reports: &[Vec<u8>], received_ms: u64) -> Vec<ReportVerdict> {
         let rank = |b: &[u8]| match SignedReport::decode(b).map(|r| r.report) {
             Ok(r) => match r.body {
                 Body::Onboarding(_) => (0, 0),
@@ -154,7 +154,7 @@ impl Verifier {
     }
 
     /// Verify one report received at Unix ms `received_ms`.
-    pub fn verify(&mut self, bytes: &[u8], received_ms: u64) -> Verdict {
+    pub fn verify(&mut self, bytes: &[u8], received_ms: u64) -> ReportVerdict {
         let signed = SignedReport::decode(bytes).map_err(Reason::Malformed)?;
         let r = &signed.report;
         if !signed.signature_valid() {
@@ -226,9 +226,9 @@ impl Verifier {
         }
     }
 
-    fn beacon(&mut self, key: PublicKey, b: &BeaconReport) -> Verdict {
+    fn beacon(&mut self, key: PublicKey, b: &BeaconReport) -> ReportVerdict {
         let w = b.window;
-        if !Window::valid_len(w.len_s) {
+        if !BeaconWindow::valid_len(w.len_s) {
             return Err(Reason::WindowMismatch(format!(
                 "length {} s is not valid",
                 w.len_s
@@ -314,7 +314,7 @@ impl Verifier {
         Ok(Kind::Beacon)
     }
 
-    fn witness(&mut self, key: PublicKey, w: &WitnessReport) -> Verdict {
+    fn witness(&mut self, key: PublicKey, w: &WitnessReport) -> ReportVerdict {
         let body =
             beacon::parse_frame(&w.frame).ok_or(Reason::NoBeacon("not a v1 beacon frame"))?;
         let known = self
@@ -416,8 +416,8 @@ impl Verifier {
         &self,
         b: &BeaconReport,
         w: &WitnessReport,
-        bl: &Position,
-        wl: &Position,
+        bl: &WirePosition,
+        wl: &WirePosition,
     ) -> f64 {
         let limit = eirp_limit_cdb(b.region, u64::from(b.freq_hz)).unwrap_or(0);
         let eirp = f64::from(claimed_eirp_cdb(b).min(limit)) / 100.0;

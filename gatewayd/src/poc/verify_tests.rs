@@ -358,7 +358,7 @@ fn witness_geometry_and_radio_checks() {
 
 /// Verdict of a witness (signer 2) of `beacon_r` received at `rx_ms` from `source`, the
 /// report made and received just after `max(rx_ms, tx)`.
-fn witness_at(beacon_r: &BeaconReport, source: TimeSource, rx_ms: u64) -> Verdict {
+fn witness_at(beacon_r: &BeaconReport, source: TimeSource, rx_ms: u64) -> ReportVerdict {
     let b = SeedSigner::new(1);
     let mut v = Verifier::new(Policy::default());
     let created = rx_ms.max(beacon_r.tx_time_ms) + 1000;
@@ -388,7 +388,7 @@ fn witness_receive_time_lies_inside_the_window_and_near_a_gps_beacon() {
         .airtime;
     assert_eq!(airtime.as_micros(), 246_784);
     let tol = 2_246;
-    let time_mismatch = |v: Verdict| matches!(v, Err(Reason::TimeMismatch(_)));
+    let time_mismatch = |v: ReportVerdict| matches!(v, Err(Reason::TimeMismatch(_)));
     let (start, end) = (WINDOW.start_ms(), WINDOW.end_ms());
     // Local clock: anywhere in [start, end), not a millisecond outside.
     for (rx, inside) in [
@@ -528,7 +528,7 @@ fn a_receipt_whose_uplinks_did_not_all_arrive_fails_but_the_next_one_links() {
 
 /// A valid beacon report of `signer` in the window of `len_s` containing [`tx_time_ms`].
 fn beacon_in(signer: &SeedSigner, len_s: u32) -> BeaconReport {
-    let window = Window {
+    let window = BeaconWindow {
         len_s,
         id: tx_time_ms() / (u64::from(len_s) * 1000),
     };

@@ -157,9 +157,10 @@ pub enum PositionSource {
     Config,
 }
 
-/// A location in fixed point: 1e-7 degrees and decimetres.
+/// A location as PoC reports carry it: fixed point, 1e-7 degrees and decimetres, with its
+/// source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Position {
+pub struct WirePosition {
     /// Where it came from.
     pub source: PositionSource,
     /// Latitude × 1e7, −900000000..=900000000.
@@ -170,14 +171,14 @@ pub struct Position {
     pub alt_dm: i32,
 }
 
-/// Encoded size of an optional [`Position`].
+/// Encoded size of an optional [`WirePosition`].
 pub const POSITION_LEN: usize = 13;
 
-impl Position {
+impl WirePosition {
     /// From degrees and metres (rounded to the encoding's resolution).
-    pub fn from_degrees(source: PositionSource, lat: f64, lon: f64, alt_m: f64) -> Position {
+    pub fn from_degrees(source: PositionSource, lat: f64, lon: f64, alt_m: f64) -> WirePosition {
         let clamp = |x: f64, max: f64| x.clamp(-max, max).round() as i32;
-        Position {
+        WirePosition {
             source,
             lat_e7: clamp(lat * 1e7, 900_000_000.0),
             lon_e7: clamp(lon * 1e7, 1_800_000_000.0),
@@ -196,7 +197,7 @@ impl Position {
     }
 
     /// Great-circle distance to `other` in metres (haversine, mean Earth radius).
-    pub fn distance_m(&self, other: &Position) -> f64 {
+    pub fn distance_m(&self, other: &WirePosition) -> f64 {
         const R: f64 = 6_371_008.8;
         let (p1, p2) = (self.lat_deg().to_radians(), other.lat_deg().to_radians());
         let dp = p2 - p1;
@@ -205,7 +206,7 @@ impl Position {
         2.0 * R * a.sqrt().min(1.0).asin()
     }
 
-    pub(crate) fn write(p: &Option<Position>, out: &mut Vec<u8>) {
+    pub(crate) fn write(p: &Option<WirePosition>, out: &mut Vec<u8>) {
         match p {
             None => out.extend_from_slice(&[0u8; POSITION_LEN]),
             Some(p) => {
@@ -220,7 +221,7 @@ impl Position {
         }
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Option<Position>, CodecError> {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Option<WirePosition>, CodecError> {
         let code = r.u8("location source")?;
         let (lat_e7, lon_e7, alt_dm) =
             (r.i32("latitude")?, r.i32("longitude")?, r.i32("altitude")?);
@@ -237,7 +238,7 @@ impl Position {
         if !(-1_800_000_000..=1_800_000_000).contains(&lon_e7) {
             return Err(bad("longitude", format!("{lon_e7} is beyond ±180°")));
         }
-        Ok(Some(Position {
+        Ok(Some(WirePosition {
             source,
             lat_e7,
             lon_e7,
@@ -309,25 +310,25 @@ mod tests {
 
     #[test]
     fn position_bytes_and_round_trip() {
-        let p = Position::from_degrees(PositionSource::Gps, 52.5, -13.25, 34.5);
+        let p = WirePosition::from_degrees(PositionSource::Gps, 52.5, -13.25, 34.5);
         let mut out = Vec::new();
-        Position::write(&Some(p), &mut out);
+        WirePosition::write(&Some(p), &mut out);
         assert_eq!(
             out,
             [1, 0x1f, 0x4a, 0xdd, 0x40, 0xf8, 0x1a, 0x35, 0xe0, 0, 0, 1, 0x59]
         );
-        assert_eq!(Position::read(&mut Reader::new(&out)).unwrap(), Some(p));
+        assert_eq!(WirePosition::read(&mut Reader::new(&out)).unwrap(), Some(p));
         let mut none = Vec::new();
-        Position::write(&None, &mut none);
+        WirePosition::write(&None, &mut none);
         assert_eq!(none, [0u8; 13]);
         none[5] = 1;
-        assert!(Position::read(&mut Reader::new(&none)).is_err());
+        assert!(WirePosition::read(&mut Reader::new(&none)).is_err());
     }
 
     #[test]
     fn distance_one_degree_of_latitude() {
-        let a = Position::from_degrees(PositionSource::Config, 0.0, 0.0, 0.0);
-        let b = Position::from_degrees(PositionSource::Config, 1.0, 0.0, 0.0);
+        let a = WirePosition::from_degrees(PositionSource::Config, 0.0, 0.0, 0.0);
+        let b = WirePosition::from_degrees(PositionSource::Config, 1.0, 0.0, 0.0);
         assert!((a.distance_m(&b) - 111_195.0).abs() < 10.0);
     }
 

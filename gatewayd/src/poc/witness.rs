@@ -11,7 +11,7 @@ use drivers::radio::{Modulation, RxFrame};
 
 use super::beacon::{self, BeaconPlan, BODY_LEN};
 use super::report::{BeaconReport, WitnessReport};
-use super::wire::{Position, PositionSource, TimeSource};
+use super::wire::{PositionSource, TimeSource, WirePosition};
 use crate::guard::GuardConfig;
 use crate::position::{LocationSource, SourcedLocation};
 use crate::region::Region;
@@ -19,13 +19,13 @@ use crate::region::Region;
 /// How many recently seen beacon bodies are remembered (own and witnessed).
 pub const SEEN_CAPACITY: usize = 64;
 
-impl From<SourcedLocation> for Position {
-    fn from(l: SourcedLocation) -> Position {
+impl From<SourcedLocation> for WirePosition {
+    fn from(l: SourcedLocation) -> WirePosition {
         let source = match l.source {
             LocationSource::Gps => PositionSource::Gps,
             LocationSource::Config => PositionSource::Config,
         };
-        Position::from_degrees(
+        WirePosition::from_degrees(
             source,
             l.location.latitude,
             l.location.longitude,
@@ -87,7 +87,7 @@ pub fn beacon_report(
         // guard let out, so it stays within the legal limit the verifier checks.
         antenna_gain_ddbi: deci_floor(f64::from(guard.antenna_gain_dbi)),
         cable_loss_ddb: (-deci_floor(-f64::from(guard.cable_loss_db))).max(0) as u16,
-        location: location.map(Position::from),
+        location: location.map(WirePosition::from),
     }
 }
 
@@ -168,7 +168,7 @@ impl WitnessDetector {
             rx_time_ms: unix_ms(rx_time),
             time_source,
             antenna_gain_ddbi: deci(f64::from(self.antenna_gain_dbi)),
-            location: location.map(Position::from),
+            location: location.map(WirePosition::from),
         })
     }
 }

@@ -152,7 +152,7 @@ pub struct MqttStatus {
     pub commands_dropped: BTreeMap<String, u64>,
 }
 
-/// GPS state.
+/// The status report's GPS section (the receiver's [`drivers::gps::ReceiverStatus`] as text).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GpsStatus {

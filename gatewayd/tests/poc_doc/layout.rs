@@ -4,7 +4,7 @@
 use gatewayd::poc::identity::hex;
 use gatewayd::poc::receipt::TransferReceipt;
 use gatewayd::poc::report::{BeaconReport, WitnessReport};
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::SignedReport;
 
 /// A field of an encoding: name, size in bytes, value for people.
@@ -53,7 +53,7 @@ fn signature_field() -> Field {
     ("signature", 64, "Ed25519".into())
 }
 
-fn location_value(p: &Option<Position>) -> String {
+fn location_value(p: &Option<WirePosition>) -> String {
     match p {
         None => "none".into(),
         Some(p) => format!(

@@ -8,12 +8,12 @@
 use ring::digest::{digest, SHA256};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
-use gatewayd::poc::beacon::{plan, BeaconPlan, Window};
+use gatewayd::poc::beacon::{plan, BeaconPlan, BeaconWindow};
 use gatewayd::poc::entropy::EntropyCommand;
 use gatewayd::poc::identity::{hex, IdentityError, PublicKey, Signer};
 use gatewayd::poc::receipt::{genesis, ReceiptChain, TransferReceipt};
 use gatewayd::poc::report::{BeaconReport, Onboarding, WitnessReport, SIGNING_DOMAIN};
-use gatewayd::poc::wire::{Position, PositionSource, TimeSource};
+use gatewayd::poc::wire::{PositionSource, TimeSource, WirePosition};
 use gatewayd::poc::{Body, Report, SignedReport};
 use gatewayd::region::Region;
 
@@ -38,7 +38,7 @@ pub const RFC8032: [(&str, &str); 3] = [
 /// 2026-01-01T00:00:00Z in Unix seconds: the start of the vectors' window.
 const T0_S: u64 = 1_767_225_600;
 /// The window: an hour (the production minimum).
-pub const WINDOW: Window = Window {
+pub const WINDOW: BeaconWindow = BeaconWindow {
     len_s: 3600,
     id: T0_S / 3600,
 };
@@ -165,7 +165,7 @@ fn beacon_body(
     local: [u8; 32],
     tx_ms: u64,
     (gain, loss): (i16, u16),
-    at: Position,
+    at: WirePosition,
 ) -> BeaconReport {
     BeaconReport {
         window: WINDOW,
@@ -267,7 +267,7 @@ pub fn build() -> Vectors {
     );
 
     // 10.4 A's beacon report.
-    let a_at = Position::from_degrees(PositionSource::Gps, 52.370_215_7, 4.895_167_9, 2.0);
+    let a_at = WirePosition::from_degrees(PositionSource::Gps, 52.370_215_7, 4.895_167_9, 2.0);
     let tx = t0 + 1_234_567;
     let ba = beacon_body(&pa, local, tx, (21, 5), a_at);
     let beacon_r = sign(a, tx + 1000, tx + HOUR_MS, Body::Beacon(ba.clone()));
@@ -293,7 +293,7 @@ pub fn build() -> Vectors {
         rx_time_ms: rx,
         time_source: TimeSource::Gps,
         antenna_gain_ddbi: 30,
-        location: Some(Position::from_degrees(
+        location: Some(WirePosition::from_degrees(
             PositionSource::Config,
             52.4,
             4.9,
@@ -405,7 +405,7 @@ pub fn build() -> Vectors {
     // 10.8 Tampered reports, each failing one rule.
     let mut flipped = witness_r.bytes().to_vec();
     *flipped.last_mut().unwrap() ^= 0x01;
-    let c_at = Position::from_degrees(PositionSource::Config, 52.35, 4.85, 3.0);
+    let c_at = WirePosition::from_degrees(PositionSource::Config, 52.35, 4.85, 3.0);
     let late = WitnessReport {
         freq_hz: pa.freq_hz as u32 - 3_000,
         rssi_ddbm: -1120,

@@ -7,6 +7,7 @@
 //! protocol faults the chip saw. [`EmulatedHardware`] plugs it into
 //! [`drivers::lora_phy::spawn`].
 
+mod error;
 pub mod sx1262;
 pub mod sx1276;
 
@@ -21,6 +22,7 @@ use tokio::sync::Notify;
 
 use drivers::lora_phy::linux::gpio::BUSY_TIMEOUT;
 use drivers::lora_phy::{ErrorNote, LoraHardware, LoraPhyError};
+pub use error::{ChipError, NotHeard};
 pub use sx1262::{AirFrame, AirTransmission, Mode, Sx1262};
 pub use sx1276::Sx1276;
 
@@ -31,9 +33,9 @@ pub trait ChipModel: Send + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// One SPI transaction: MOSI bytes in (reads contribute NOPs), MISO bytes out. `Err` is
     /// a malformed or unexpected access (also recorded in [`ChipModel::faults`]).
-    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, String>;
+    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, ChipError>;
     /// A frame arrives on the air; `Ok(())` when the chip received it, else why not.
-    fn receive(&mut self, frame: &AirFrame, now: Instant) -> Result<(), String>;
+    fn receive(&mut self, frame: &AirFrame, now: Instant) -> Result<(), ChipError>;
     /// NRESET pulse (recorded faults and air history stay).
     fn reset(&mut self);
     /// The mode after applying everything due by `now`.
@@ -66,10 +68,10 @@ impl ChipModel for Sx1262 {
     fn name(&self) -> &'static str {
         "SX1262"
     }
-    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, String> {
+    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, ChipError> {
         Sx1262::transfer(self, mosi, now)
     }
-    fn receive(&mut self, frame: &AirFrame, now: Instant) -> Result<(), String> {
+    fn receive(&mut self, frame: &AirFrame, now: Instant) -> Result<(), ChipError> {
         Sx1262::receive(self, frame, now)
     }
     fn reset(&mut self) {
@@ -172,7 +174,7 @@ impl EmulatedAir {
 
     /// Put a frame on the air now; `Ok(instant)` when the chip received it (the instant its
     /// RxDone interrupt was raised), else why it did not.
-    pub fn inject(&self, frame: &AirFrame) -> Result<Instant, String> {
+    pub fn inject(&self, frame: &AirFrame) -> Result<Instant, ChipError> {
         let now = Instant::now();
         let r = lock(&self.shared.chip).receive(frame, now);
         self.shared.changed.notify_waiters();

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use drivers::airtime::{time_on_air, FrameShape};
 use drivers::radio::{CodeRate, Modulation};
 
+use super::{ChipError, NotHeard};
+
 /// Chip operating mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -284,7 +286,7 @@ impl Sx1262 {
 
     /// One SPI transaction: MOSI bytes in (reads contribute NOPs), MISO bytes out.
     /// `Err` is a malformed or unexpected command (also recorded in `faults`).
-    pub fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, String> {
+    pub fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, ChipError> {
         self.advance(now);
         let Some(&op) = mosi.first() else {
             return Err(self.reject("empty SPI transaction".into()));
@@ -452,9 +454,9 @@ impl Sx1262 {
         Ok(miso)
     }
 
-    fn reject(&mut self, text: String) -> String {
+    fn reject(&mut self, text: String) -> ChipError {
         self.fault(text.clone());
-        text
+        ChipError::Protocol(text)
     }
 
     fn power_dbm(&self) -> i8 {
@@ -511,26 +513,26 @@ impl Sx1262 {
     }
 
     /// A frame arrives on the air; `Ok(())` when the chip received it, else why not.
-    pub fn receive(&mut self, f: &AirFrame, now: Instant) -> Result<(), String> {
+    pub fn receive(&mut self, f: &AirFrame, now: Instant) -> Result<(), ChipError> {
         self.advance(now);
         if self.mode != Mode::Rx {
-            return Err(format!("chip not receiving (mode {:?})", self.mode));
+            return Err(NotHeard::NotReceiving(format!("mode {:?}", self.mode)).into());
         }
         let bw = bw_hz(self.bw_code).unwrap_or(0);
         if f.freq_hz.abs_diff(self.freq_hz()) > 1 || f.sf != self.sf || f.bw_hz != bw {
-            return Err(format!(
-                "chip listens on {} Hz SF{} BW{}",
-                self.freq_hz(),
-                self.sf,
-                bw
-            ));
+            return Err(NotHeard::OtherChannel {
+                freq_hz: self.freq_hz(),
+                sf: self.sf,
+                bw_hz: bw,
+            }
+            .into());
         }
         let public = self.sync_word() == 0x3444;
         if f.public != public || f.invert_iq != self.iq_inverted || self.implicit {
-            return Err("sync word, IQ or header mode differ".into());
+            return Err(NotHeard::FormatMismatch.into());
         }
         if f.payload.len() > 255 {
-            return Err("payload longer than 255 bytes".into());
+            return Err(NotHeard::TooLong("255 bytes").into());
         }
         for (i, b) in f.payload.iter().enumerate() {
             self.buffer[(usize::from(self.rx_base) + i) % 256] = *b;

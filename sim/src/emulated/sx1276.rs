@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use super::sx1262::{AirFrame, AirTransmission, Mode};
-use super::ChipModel;
+use super::{ChipError, ChipModel, NotHeard};
 use drivers::airtime::{time_on_air, FrameShape};
 use drivers::radio::{CodeRate, Modulation};
 
@@ -199,10 +199,10 @@ impl Sx1276 {
         }
     }
 
-    fn fault(&mut self, text: String) -> String {
+    fn fault(&mut self, text: String) -> ChipError {
         log::error!("emulated SX1276 fault: {text}");
         self.faults.push(text.clone());
-        text
+        ChipError::Protocol(text)
     }
 
     fn read_reg(&mut self, addr: u8) -> u8 {
@@ -214,7 +214,7 @@ impl Sx1276 {
         self.reg(addr)
     }
 
-    fn write_reg(&mut self, addr: u8, v: u8, now: Instant) -> Result<(), String> {
+    fn write_reg(&mut self, addr: u8, v: u8, now: Instant) -> Result<(), ChipError> {
         let transmitting = self.op_mode() == MODE_TX;
         match addr {
             REG_FIFO => {
@@ -248,7 +248,7 @@ impl Sx1276 {
         Ok(())
     }
 
-    fn set_op_mode(&mut self, v: u8, now: Instant) -> Result<(), String> {
+    fn set_op_mode(&mut self, v: u8, now: Instant) -> Result<(), ChipError> {
         let old = self.reg(REG_OP_MODE);
         let (old_mode, new_mode) = (old & 0x07, v & 0x07);
         if (old ^ v) & LONG_RANGE != 0 && old_mode != MODE_SLEEP && new_mode != MODE_SLEEP {
@@ -329,7 +329,7 @@ impl ChipModel for Sx1276 {
         "SX1276"
     }
 
-    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, String> {
+    fn transfer(&mut self, mosi: &[u8], now: Instant) -> Result<Vec<u8>, ChipError> {
         self.advance(now);
         let Some(&first) = mosi.first() else {
             return Err(self.fault("empty SPI transaction".into()));
@@ -355,32 +355,29 @@ impl ChipModel for Sx1276 {
         Ok(miso)
     }
 
-    fn receive(&mut self, f: &AirFrame, now: Instant) -> Result<(), String> {
+    fn receive(&mut self, f: &AirFrame, now: Instant) -> Result<(), ChipError> {
         self.advance(now);
         let mode = self.op_mode();
         if !self.lora() || !matches!(mode, MODE_RX_CONTINUOUS | MODE_RX_SINGLE) {
-            return Err(format!(
-                "chip not receiving (RegOpMode 0x{:02x})",
-                self.reg(1)
-            ));
+            return Err(NotHeard::NotReceiving(format!("RegOpMode 0x{:02x}", self.reg(1))).into());
         }
         let bw = self.bw().unwrap_or(0);
         // One RegFrf step is 61 Hz.
         if f.freq_hz.abs_diff(self.freq_hz()) > 61 || f.sf != self.sf() || f.bw_hz != bw {
-            return Err(format!(
-                "chip listens on {} Hz SF{} BW{}",
-                self.freq_hz(),
-                self.sf(),
-                bw
-            ));
+            return Err(NotHeard::OtherChannel {
+                freq_hz: self.freq_hz(),
+                sf: self.sf(),
+                bw_hz: bw,
+            }
+            .into());
         }
         let public = self.reg(REG_SYNC_WORD) == 0x34;
         let rx_inverted = self.reg(REG_INVERT_IQ) & 0x40 != 0;
         if f.public != public || f.invert_iq != rx_inverted || self.implicit() {
-            return Err("sync word, IQ or header mode differ".into());
+            return Err(NotHeard::FormatMismatch.into());
         }
         if f.payload.len() > usize::from(self.reg(0x23)) {
-            return Err("payload longer than RegMaxPayloadLength".into());
+            return Err(NotHeard::TooLong("RegMaxPayloadLength").into());
         }
         let start = self.rx_ptr;
         for (i, b) in f.payload.iter().enumerate() {

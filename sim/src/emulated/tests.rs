@@ -136,15 +136,27 @@ async fn received_frames_carry_chip_metadata() {
     );
 
     // Other channel, other SF, inverted IQ: the chip does not hear them.
-    assert!(air
+    let other = air
         .inject(&AirFrame::uplink(868_300_000, 7, b"x", -80, 5.0))
-        .is_err());
+        .unwrap_err();
+    assert!(
+        matches!(
+            other,
+            ChipError::NotHeard(NotHeard::OtherChannel { sf: 7, .. })
+        ),
+        "{other:?}"
+    );
+    let text = other.to_string();
+    assert!(text.starts_with("chip listens on 868"), "{text}");
+    assert!(text.ends_with(" Hz SF7 BW125000"), "{text}");
     assert!(air
         .inject(&AirFrame::uplink(868_100_000, 9, b"x", -80, 5.0))
         .is_err());
     let mut iq = AirFrame::uplink(868_100_000, 7, b"x", -80, 5.0);
     iq.invert_iq = true;
-    assert!(air.inject(&iq).is_err());
+    let iq = air.inject(&iq).unwrap_err();
+    assert_eq!(iq, ChipError::NotHeard(NotHeard::FormatMismatch));
+    assert_eq!(iq.to_string(), "sync word, IQ or header mode differ");
     air.assert_no_faults();
     stop.cancel();
 }

@@ -10,7 +10,7 @@ use clap::Parser;
 use sim::fleet::{Fleet, FleetActivation, FleetConfig};
 use sim::fleet_task::run_fleet;
 use sim::hub::{serve_hub, spawn_air};
-use sim::model::{AirModel, Position};
+use sim::model::{AirModel, SimPosition};
 use tokio_util::sync::CancellationToken;
 
 /// Simulated LoRa air hub and device fleet.
@@ -99,12 +99,12 @@ async fn main() -> Result<()> {
     let summary = secs("summary-s", args.summary_s)?;
     let interval = secs("interval-s", args.interval_s)?;
     let center = if args.latlon {
-        Position::LatLon {
+        SimPosition::LatLon {
             lat: args.center_x,
             lon: args.center_y,
         }
     } else {
-        Position::xy(args.center_x, args.center_y)
+        SimPosition::xy(args.center_x, args.center_y)
     };
     let fleet_cfg = FleetConfig {
         devices: args.devices,
