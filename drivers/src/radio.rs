@@ -150,6 +150,39 @@ pub struct RxMeta {
     pub crc: CrcStatus,
 }
 
+impl RxMeta {
+    /// What a single-channel radio knows of a frame: frequency, modulation, its counter at the
+    /// end of reception, RSSI, SNR and CRC. What only a concentrator reports (UTC and GPS
+    /// time, fine timestamp, IF channel, RF chain, board, antenna, signal RSSI, frequency
+    /// offset) is zero or absent.
+    pub fn single_channel(
+        freq_hz: u64,
+        modulation: Modulation,
+        tmst: u32,
+        rssi: i32,
+        snr: Option<f32>,
+        crc: CrcStatus,
+    ) -> RxMeta {
+        RxMeta {
+            freq_hz,
+            modulation,
+            tmst,
+            time: None,
+            gps_time: None,
+            fine_time_ns: None,
+            channel: 0,
+            rf_chain: 0,
+            board: 0,
+            antenna: 0,
+            rssi,
+            signal_rssi: None,
+            snr,
+            freq_offset_hz: None,
+            crc,
+        }
+    }
+}
+
 /// One received frame: PHY payload and metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RxFrame {

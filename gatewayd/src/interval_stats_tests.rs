@@ -19,23 +19,7 @@ fn lora(sf: u8, cr: Option<CodeRate>) -> Modulation {
 }
 
 fn meta(freq_hz: u64, modulation: Modulation, crc: CrcStatus) -> RxMeta {
-    RxMeta {
-        freq_hz,
-        modulation,
-        tmst: 0,
-        time: None,
-        gps_time: None,
-        fine_time_ns: None,
-        channel: 0,
-        rf_chain: 0,
-        board: 0,
-        antenna: 0,
-        rssi: -80,
-        signal_rssi: None,
-        snr: None,
-        freq_offset_hz: None,
-        crc,
-    }
+    RxMeta::single_channel(freq_hz, modulation, 0, -80, None, crc)
 }
 
 fn emitted(freq_hz: u64, sf: u8) -> Emitted {

@@ -242,27 +242,18 @@ impl Backend {
         self.stats.rx_forwarded += 1;
         let f = d.frame;
         let frame = RxFrame {
-            meta: RxMeta {
-                freq_hz: f.freq_hz,
-                modulation: f.modulation,
-                tmst: self.counter(),
-                time: None,
-                gps_time: None,
-                fine_time_ns: None,
-                channel: 0,
-                rf_chain: 0,
-                board: 0,
-                antenna: 0,
-                rssi: d.rssi_dbm.round() as i32,
-                signal_rssi: None,
-                snr: Some(((d.snr_db * 4.0).round() / 4.0) as f32),
-                freq_offset_hz: None,
-                crc: if f.crc {
+            meta: RxMeta::single_channel(
+                f.freq_hz,
+                f.modulation,
+                self.counter(),
+                d.rssi_dbm.round() as i32,
+                Some(((d.snr_db * 4.0).round() / 4.0) as f32),
+                if f.crc {
                     CrcStatus::Ok
                 } else {
                     CrcStatus::Missing
                 },
-            },
+            ),
             payload: f.payload,
         };
         let ev = RadioEvent::Uplinks {

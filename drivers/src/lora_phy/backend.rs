@@ -412,27 +412,18 @@ async fn drive<H: LoraHardware, RK: RadioKind>(
                 let snooped = seen.lock().map(|s| *s).unwrap_or_default();
                 let frame = RxFrame {
                     payload: buf[..usize::from(len)].to_vec(),
-                    meta: RxMeta {
-                        freq_hz: u64::from(ch.freq_hz),
-                        modulation: rx_modulation,
-                        tmst: ctx.clock.counter_at(at),
-                        time: None,
-                        gps_time: None,
-                        fine_time_ns: None,
-                        channel: 0,
-                        rf_chain: 0,
-                        board: 0,
-                        antenna: 0,
-                        rssi: i32::from(status.rssi),
-                        signal_rssi: None,
-                        snr: Some(snooped.snr_db.unwrap_or(f32::from(status.snr))),
-                        freq_offset_hz: None,
-                        crc: if snooped.crc_error {
+                    meta: RxMeta::single_channel(
+                        u64::from(ch.freq_hz),
+                        rx_modulation,
+                        ctx.clock.counter_at(at),
+                        i32::from(status.rssi),
+                        Some(snooped.snr_db.unwrap_or(f32::from(status.snr))),
+                        if snooped.crc_error {
                             CrcStatus::Bad
                         } else {
                             CrcStatus::Ok
                         },
-                    },
+                    ),
                 };
                 log::debug!(
                     "rx {} bytes rssi {} snr {:?}",

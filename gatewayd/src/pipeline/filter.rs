@@ -160,27 +160,18 @@ mod tests {
     fn frame(payload: Vec<u8>, crc: CrcStatus) -> RxFrame {
         RxFrame {
             payload,
-            meta: RxMeta {
-                freq_hz: 868_100_000,
-                modulation: Modulation::Lora {
+            meta: RxMeta::single_channel(
+                868_100_000,
+                Modulation::Lora {
                     sf: 7,
                     bw_hz: 125_000,
                     cr: Some(CodeRate::Cr45),
                 },
-                tmst: 0,
-                time: None,
-                gps_time: None,
-                fine_time_ns: None,
-                channel: 0,
-                rf_chain: 0,
-                board: 0,
-                antenna: 0,
-                rssi: -80,
-                signal_rssi: None,
-                snr: Some(7.0),
-                freq_offset_hz: None,
+                0,
+                -80,
+                Some(7.0),
                 crc,
-            },
+            ),
         }
     }
 
