@@ -19,7 +19,6 @@
 //! # }
 //! ```
 
-mod fields;
 pub mod line;
 pub mod nmea;
 pub mod reader;

@@ -7,8 +7,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::fields::{parse_small_int, Fields};
+mod fields;
+
 use crate::time::days_from_civil;
+use fields::{parse_small_int, Fields};
 
 /// Longest line accepted, in bytes, without the CR/LF terminator. NMEA 0183 allows 82
 /// characters including `$` and CR/LF; receivers with long proprietary sentences exceed that,

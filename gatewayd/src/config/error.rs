@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{locate, raw};
+use super::locate;
 
 /// A config error: what is wrong, in which file, at which key.
 #[derive(Debug, thiserror::Error)]
@@ -115,47 +115,10 @@ fn at_line(file: &Path, line: usize) -> String {
     }
 }
 
-pub(super) fn parse_raw(text: &str, file: &Path) -> Result<raw::RawConfig, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = inner.message().to_string();
-        // serde_path_to_error already ends the path with an unknown key's name.
-        let key = match unknown_field(&message) {
-            Some(field) if path == "." || path.is_empty() => field.to_string(),
-            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
-            None if path == "." => String::new(),
-            _ => path,
-        };
-        let (line, column) = match inner.span() {
-            Some(span) => locate::line_col(text, span.start),
-            None => (locate::key_line(text, &key).unwrap_or(0), 0),
-        };
-        // A syntax error has no key: say which table it is in.
-        let message = match locate::table_before(text, line) {
-            Some(table) if key.is_empty() => format!("{message} (in table [{table}])"),
-            _ => message,
-        };
-        ConfigError::Parse {
-            file: file.to_path_buf(),
-            line,
-            column,
-            key,
-            message,
-        }
-    })
-}
-
 fn key_prefix(key: &str) -> String {
     if key.is_empty() {
         String::new()
     } else {
         format!("key `{key}`: ")
     }
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }

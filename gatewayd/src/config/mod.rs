@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use drivers::radio::Eui64;
 
+use error::utf8;
 pub use error::ConfigError;
-use error::{parse_raw, utf8};
 pub use mqtt::{MqttConfig, MqttScheme};
+use raw::parse_raw;
 
 /// The default config file path.
 pub const DEFAULT_PATH: &str = "/etc/gatewayd/gatewayd.toml";

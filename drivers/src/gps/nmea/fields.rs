@@ -1,7 +1,7 @@
 //! Field-level parsing for NMEA sentences: numbers, coordinates, time and date, each
 //! checked strictly (no exponents, `inf` or `NaN`) and reported with the field's index.
 
-use super::nmea::{Date, LatLon, NmeaError, TimeOfDay};
+use super::{Date, LatLon, NmeaError, TimeOfDay};
 
 /// Field access with the error context of one sentence type.
 pub(super) struct Fields<'a> {
