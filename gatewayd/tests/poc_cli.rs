@@ -84,14 +84,19 @@ fn keys_generate_show_onboard_and_verify() {
     assert!(ok.status.success(), "{}", text(&ok.stdout));
 }
 
-#[test]
-fn world_readable_key_is_refused_with_its_name() {
+/// A key made by `gatewayd keys generate` in a new temp dir (kept alive by the returned dir).
+fn generated_key() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id.pk8");
+    let out = gatewayd(&["keys", "generate", "--out", key.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (dir, key)
+}
+
+#[test]
+fn world_readable_key_is_refused_with_its_name() {
+    let (_dir, key) = generated_key();
     let key_s = key.to_str().unwrap();
-    assert!(gatewayd(&["keys", "generate", "--out", key_s], None)
-        .status
-        .success());
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = gatewayd(&["keys", "show", "--key", key_s], None);
     assert_eq!(out.status.code(), Some(1));
@@ -101,12 +106,8 @@ fn world_readable_key_is_refused_with_its_name() {
 
 #[test]
 fn damaged_key_is_explained_with_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("id.pk8");
+    let (_dir, key) = generated_key();
     let key_s = key.to_str().unwrap();
-    assert!(gatewayd(&["keys", "generate", "--out", key_s], None)
-        .status
-        .success());
     // Cut short (as by a full disk or a bad copy); the mode stays 0600.
     let bytes = std::fs::read(&key).unwrap();
     std::fs::OpenOptions::new()

@@ -330,6 +330,23 @@ mod tests {
         }]
     }
 
+    /// `verify` of `text` (one file, `r.txt`) against the test window, 5 s after the beacon:
+    /// the number of invalid reports and what it printed.
+    fn verify_text(text: String, format: Format) -> (usize, String) {
+        let mut out = Vec::new();
+        let bad = verify(
+            input(text),
+            &[(WINDOW, ENTROPY)],
+            None,
+            Policy::default(),
+            tx_time_ms() + 5000,
+            format,
+            &mut out,
+        )
+        .unwrap();
+        (bad, String::from_utf8(out).unwrap())
+    }
+
     #[test]
     fn verify_prints_a_verdict_per_line() {
         use base64::Engine;
@@ -343,18 +360,7 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(beacon_r.bytes()),
             witness_r.to_hex(),
         );
-        let mut out = Vec::new();
-        let bad = verify(
-            input(text),
-            &[(WINDOW, ENTROPY)],
-            None,
-            Policy::default(),
-            tx_time_ms() + 5000,
-            Format::Text,
-            &mut out,
-        )
-        .unwrap();
-        let out = String::from_utf8(out).unwrap();
+        let (bad, out) = verify_text(text, Format::Text);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 4, "{out}");
         assert!(
@@ -383,20 +389,9 @@ mod tests {
         late.rx_time_ms = WINDOW.start_ms() - 120_000;
         let late_r = signed(&w, Body::Witness(late), tx_time_ms() + 2000);
         let text = format!("{}\n# c\n{}\nzz\n", beacon_r.to_hex(), late_r.to_hex());
-        let mut out = Vec::new();
-        let bad = verify(
-            input(text),
-            &[(WINDOW, ENTROPY)],
-            None,
-            Policy::default(),
-            tx_time_ms() + 5000,
-            Format::Json,
-            &mut out,
-        )
-        .unwrap();
+        let (bad, out) = verify_text(text, Format::Json);
         assert_eq!(bad, 2);
-        let objects: Vec<serde_json::Value> = String::from_utf8(out)
-            .unwrap()
+        let objects: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
