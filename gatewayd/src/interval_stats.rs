@@ -22,47 +22,59 @@ use crate::guard::{BandUse, DUTY_CYCLE_WINDOW};
 use crate::position::SourcedLocation;
 use crate::region::Region;
 
-/// Counts per modulation (with the IQ polarization): a short list searched in place, so
-/// counting a modulation seen before allocates nothing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModulationCounts(Vec<(Modulation, bool, u32)>);
+/// Counts per key, kept as a short list searched in place: a gateway hears a handful of
+/// frequencies, data rates and statuses, so counting a key seen before (once per uplink)
+/// neither hashes nor allocates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally<K>(Vec<(K, u32)>);
 
-impl ModulationCounts {
-    /// Count one frame of `m`; `inverted`: its IQ polarization.
-    pub fn add(&mut self, m: Modulation, inverted: bool) {
-        match self
-            .0
-            .iter_mut()
-            .find(|(seen, inv, _)| *seen == m && *inv == inverted)
-        {
-            Some((_, _, n)) => *n = n.saturating_add(1),
-            None => self.0.push((m, inverted, 1)),
-        }
-    }
-
-    /// The count of `m` with polarization `inverted`.
-    pub fn count(&self, m: Modulation, inverted: bool) -> u32 {
-        self.0
-            .iter()
-            .find(|(seen, inv, _)| *seen == m && *inv == inverted)
-            .map_or(0, |(_, _, n)| *n)
-    }
-
-    /// As `gw.PerModulationCount`s, in the order first seen.
-    pub fn to_proto(&self) -> Vec<gw::PerModulationCount> {
-        self.0
-            .iter()
-            .map(|(m, inverted, n)| gw::PerModulationCount {
-                modulation: Some(modulation(m, *inverted)),
-                count: *n,
-            })
-            .collect()
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Tally(Vec::new())
     }
 }
 
-fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K) {
-    let n = map.entry(key).or_default();
-    *n = n.saturating_add(1);
+impl<K: PartialEq + Copy> Tally<K> {
+    /// Count one more `key`.
+    pub fn add(&mut self, key: K) {
+        match self.0.iter_mut().find(|(seen, _)| *seen == key) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.0.push((key, 1)),
+        }
+    }
+
+    /// The count of `key`.
+    pub fn count(&self, key: K) -> u32 {
+        self.0
+            .iter()
+            .find(|(seen, _)| *seen == key)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Every key with its count, in the order first seen.
+    pub fn iter(&self) -> impl Iterator<Item = (K, u32)> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Counts per modulation with the IQ polarization.
+pub type ModulationCounts = Tally<(Modulation, bool)>;
+
+impl ModulationCounts {
+    /// As `gw.PerModulationCount`s, in the order first seen.
+    pub fn to_proto(&self) -> Vec<gw::PerModulationCount> {
+        self.iter()
+            .map(|((m, inverted), n)| gw::PerModulationCount {
+                modulation: Some(modulation(&m, inverted)),
+                count: n,
+            })
+            .collect()
+    }
 }
 
 /// What the radio received in one interval (the pipeline's own counters).
@@ -73,7 +85,7 @@ pub struct RxInterval {
     /// Frames received with a good CRC.
     pub ok: u32,
     /// Frames per frequency (Hz).
-    pub per_frequency: HashMap<u32, u32>,
+    pub per_frequency: Tally<u32>,
     /// Frames per modulation (uplinks: IQ not inverted).
     pub per_modulation: ModulationCounts,
 }
@@ -85,11 +97,9 @@ impl RxInterval {
         if meta.crc == CrcStatus::Ok {
             self.ok = self.ok.saturating_add(1);
         }
-        bump(
-            &mut self.per_frequency,
-            u32::try_from(meta.freq_hz).unwrap_or(u32::MAX),
-        );
-        self.per_modulation.add(meta.modulation, false);
+        self.per_frequency
+            .add(u32::try_from(meta.freq_hz).unwrap_or(u32::MAX));
+        self.per_modulation.add((meta.modulation, false));
     }
 }
 
@@ -112,9 +122,9 @@ pub struct TxInterval {
     /// Downlinks one of whose items was sent.
     pub emitted: u32,
     /// Items tried, by `TxAckStatus` name (`IGNORED` left out).
-    pub per_status: HashMap<&'static str, u32>,
+    pub per_status: Tally<&'static str>,
     /// Emitted downlinks per frequency (Hz).
-    pub per_frequency: HashMap<u32, u32>,
+    pub per_frequency: Tally<u32>,
     /// Emitted downlinks per modulation.
     pub per_modulation: ModulationCounts,
 }
@@ -125,15 +135,13 @@ impl TxInterval {
     pub fn count_downlink(&mut self, statuses: &[gw::TxAckStatus], emitted: Option<&Emitted>) {
         self.received = self.received.saturating_add(1);
         for s in statuses.iter().filter(|s| **s != gw::TxAckStatus::Ignored) {
-            bump(&mut self.per_status, s.as_str_name());
+            self.per_status.add(s.as_str_name());
         }
         if let Some(e) = emitted {
             self.emitted = self.emitted.saturating_add(1);
-            bump(
-                &mut self.per_frequency,
-                u32::try_from(e.freq_hz).unwrap_or(u32::MAX),
-            );
-            self.per_modulation.add(e.modulation, e.invert_iq);
+            self.per_frequency
+                .add(u32::try_from(e.freq_hz).unwrap_or(u32::MAX));
+            self.per_modulation.add((e.modulation, e.invert_iq));
         }
     }
 }
@@ -225,14 +233,14 @@ pub fn gateway_stats(
         rx_packets_received_ok: rx.ok,
         tx_packets_received: tx.received,
         tx_packets_emitted: tx.emitted,
-        rx_packets_per_frequency: rx.per_frequency.clone(),
+        rx_packets_per_frequency: rx.per_frequency.iter().collect(),
         rx_packets_per_modulation: rx.per_modulation.to_proto(),
-        tx_packets_per_frequency: tx.per_frequency.clone(),
+        tx_packets_per_frequency: tx.per_frequency.iter().collect(),
         tx_packets_per_modulation: tx.per_modulation.to_proto(),
         tx_packets_per_status: tx
             .per_status
             .iter()
-            .map(|(k, n)| ((*k).to_string(), *n))
+            .map(|(k, n)| (k.to_string(), n))
             .collect(),
         duty_cycle_stats: duty_cycle,
         metadata,
